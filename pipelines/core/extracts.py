@@ -1,0 +1,169 @@
+"""Finding and reading the extract files of one table (contract §1), as delivered text.
+
+Every file becomes a frame with one String column per contract column (the value exactly as
+delivered, null when the file lacks the column or the field is empty) plus `_source_file` and
+`_source_row`. A file that cannot be read at all is refused whole with a reason; nothing of it
+is half-used.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .contract import TableSpec
+
+EXTENSIONS = (".csv", ".parquet")
+WHITESPACE = " \t\r\n"
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    table: str
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: refused ({self.reason})"
+
+
+class FileRefused(Exception):
+    """A file that cannot be read at all; carries the reason shown to the user."""
+
+
+def _counts(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in EXTENSIONS
+
+
+def find_files(landing: Path, table: str) -> list[tuple[str, Path]]:
+    """The table's files as (path relative to landing, path), in relative-path order.
+
+    `<table>.csv|.parquet` in the landing folder and every such file under `<table>/`;
+    names (and folders) starting with '.' are skipped.
+    """
+    found: list[tuple[str, Path]] = []
+    if landing.is_dir():
+        for path in landing.iterdir():
+            if path.stem == table and not path.name.startswith(".") and _counts(path):
+                found.append((path.name, path))
+        folder = landing / table
+        if folder.is_dir():
+            for path in folder.rglob("*"):
+                rel = path.relative_to(landing)
+                if _counts(path) and not any(p.startswith(".") for p in rel.parts):
+                    found.append((rel.as_posix(), path))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _delivered_frame(spec: TableSpec, columns: dict[str, list | pl.Series], n: int,
+                     rel: str) -> pl.DataFrame:
+    data = {
+        name: (columns[name] if name in columns else pl.Series(name, [None] * n, pl.String))
+        for name in spec.column_names
+    }
+    frame = pl.DataFrame(data, schema={name: pl.String for name in spec.column_names})
+    return frame.with_columns(
+        pl.lit(rel, pl.String).alias("_source_file"),
+        pl.int_range(1, n + 1, dtype=pl.Int64).alias("_source_row"),
+    )
+
+
+def _contract_positions(spec: TableSpec, header: list[str]) -> dict[str, int]:
+    """Contract column -> position in the header; a contract column named twice refuses."""
+    positions: dict[str, int] = {}
+    for i, raw_name in enumerate(header):
+        name = raw_name.strip(WHITESPACE)
+        if name in spec.column_names:
+            if name in positions:
+                raise FileRefused(f"column '{name}' appears twice in the header")
+            positions[name] = i
+    return positions
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (BOM or not), else CP949 as Korean Excel saves it; anything else is refused."""
+    if b"\x00" in data:
+        raise FileRefused("binary content (NUL bytes), not a CSV text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp949")
+    except UnicodeDecodeError as exc:
+        raise FileRefused(
+            f"neither UTF-8 nor CP949 text (undecodable byte at offset {exc.start})"
+        ) from None
+
+
+def read_csv_file(spec: TableSpec, path: Path, rel: str) -> pl.DataFrame:
+    text = decode_text(path.read_bytes())
+    try:
+        # csv skips blank lines; a record is what it yields, quoted newlines included.
+        records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    except csv.Error as exc:
+        raise FileRefused(f"malformed CSV: {exc}") from None
+    if not records:
+        raise FileRefused("empty file (no header row)")
+    header, rows = records[0], records[1:]
+    positions = _contract_positions(spec, header)
+    columns = {
+        name: [(r[i] or None) if i < len(r) else None for r in rows]
+        for name, i in positions.items()
+    }
+    return _delivered_frame(spec, columns, len(rows), rel)
+
+
+def _as_text(column: pa.ChunkedArray, tz: str) -> pl.Series:
+    """A native Parquet column as the text a CSV would have carried.
+
+    Timestamps are truncated to microseconds and zone-aware ones converted to the local
+    zone first, so their text parses back to the same local instant.
+    """
+    series = pl.Series(pl.from_arrow(column))
+    dtype = series.dtype
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            series = series.dt.convert_time_zone(tz).dt.replace_time_zone(None)
+        series = series.dt.cast_time_unit("us").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
+    elif dtype == pl.String:
+        return series.replace("", None)
+    return series.cast(pl.String)
+
+
+def read_parquet_file(spec: TableSpec, path: Path, rel: str, tz: str) -> pl.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise FileRefused(f"not a readable Parquet file ({exc})") from None
+    positions = _contract_positions(spec, table.column_names)
+    try:
+        columns = {
+            name: _as_text(table.column(i), tz).rename(name) for name, i in positions.items()
+        }
+    except Exception as exc:  # an exotic column type polars cannot take
+        raise FileRefused(f"unsupported Parquet column type ({exc})") from None
+    return _delivered_frame(spec, columns, table.num_rows, rel)
+
+
+def read_files(
+    spec: TableSpec, landing: Path, tz: str
+) -> Iterator[tuple[str, pl.DataFrame | RefusedFile]]:
+    """Each file of the table, read as delivered text, or refused with its reason."""
+    for rel, path in find_files(landing, spec.name):
+        try:
+            if path.suffix.lower() == ".csv":
+                yield rel, read_csv_file(spec, path, rel)
+            else:
+                yield rel, read_parquet_file(spec, path, rel, tz)
+        except FileRefused as exc:
+            yield rel, RefusedFile(spec.name, rel, str(exc))
+        except OSError as exc:
+            yield rel, RefusedFile(spec.name, rel, f"cannot be read ({exc.strerror or exc})")
