@@ -1,0 +1,6 @@
+"""Dagster assets: thin shells around the pure core in `pipelines.core`."""
+
+from assets.extracts import extract_assets
+from assets.marts import mart_assets
+
+all_assets = [*extract_assets, *mart_assets]

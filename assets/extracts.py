@@ -1,0 +1,113 @@
+"""Ingest assets: one per extract table, writing `raw.<table>` and `quarantine.<table>`.
+
+Thin shells: the rules live in `pipelines.core.ingest`. Each table's raw and quarantine tables
+and its audit row are replaced in one transaction.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from pipelines.core.contract import SPECS, TABLES
+from pipelines.core.ingest import TableIngest, ingest_table
+from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
+from pipelines.core.warehouse import read_table, replace_tables
+from pipelines.metadata import frame_metadata, table_doc
+from pipelines.resources import ProgressSettings
+
+AUDIT_TABLE = "raw.ingest_audit"
+AUDIT_DDL = f"""
+CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+    table_name VARCHAR PRIMARY KEY,
+    files INTEGER,
+    refused_files VARCHAR,
+    delivered_rows BIGINT,
+    used_rows BIGINT,
+    collapsed_duplicates BIGINT,
+    quarantined_rows BIGINT,
+    loaded_at TIMESTAMP
+)"""
+
+
+def audit_statements(result: TableIngest) -> list[tuple[str, list]]:
+    """Rows delivered, used, collapsed and quarantined: the 'nothing lost' ledger."""
+    refused = "; ".join(str(r) for r in result.refused) or None
+    return [
+        (AUDIT_DDL, []),
+        (f"DELETE FROM {AUDIT_TABLE} WHERE table_name = ?", [result.table]),
+        (
+            f"INSERT INTO {AUDIT_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
+            [result.table, len(result.files), refused, result.delivered, result.used,
+             result.collapsed, result.quarantined],
+        ),
+    ]
+
+
+def refusal_message(result: TableIngest, settings: ProgressSettings) -> str:
+    where = f"no readable extract for '{result.table}' in {settings.landing}"
+    if result.refused:
+        return where + ": " + "; ".join(str(r) for r in result.refused)
+    return where + f" (expected {result.table}.csv, {result.table}.parquet or {result.table}/)"
+
+
+def build_extract_asset(table: str) -> dg.AssetsDefinition:
+    spec = SPECS[table]
+    upstream = sorted(set(spec.references.values()))
+    deps = [dg.AssetKey(["raw", t]) for t in upstream]
+    raw_key, quarantine_key = dg.AssetKey(["raw", table]), dg.AssetKey(["quarantine", table])
+    raw_model, quarantine_model = RAW_MODELS[table], quarantine_models()[table]
+
+    @dg.multi_asset(
+        name=f"ingest_{table}",
+        specs=[
+            dg.AssetSpec(
+                raw_key, group_name="raw", deps=deps, kinds={"duckdb", "polars"},
+                description=f"{table_description(raw_model)} Valid rows of the `{table}` "
+                "extract, typed per the data contract.",
+            ),
+            dg.AssetSpec(
+                quarantine_key, group_name="quarantine", deps=deps, kinds={"duckdb"},
+                description=f"Rejected rows of the `{table}` extract, as delivered, with the "
+                "first failing rule (`_reason`), file and record number.",
+            ),
+        ],
+    )
+    def _ingest(context: dg.AssetExecutionContext, settings: ProgressSettings,
+                warehouse: DuckDBResource):
+        with warehouse.get_connection() as con:
+            refs = {t: read_table(con, f"raw.{t}") for t in upstream}
+        result = ingest_table(table, settings.landing, settings.timezone, refs)
+        for refused in result.refused:
+            context.log.warning(f"{table}: {refused}")
+        if not result.files:
+            raise dg.Failure(refusal_message(result, settings))
+        with warehouse.get_connection() as con:
+            replace_tables(
+                con,
+                {f"raw.{table}": result.raw, f"quarantine.{table}": result.quarantine},
+                {f"raw.{table}": table_doc(raw_model),
+                 f"quarantine.{table}": table_doc(quarantine_model)},
+                statements=audit_statements(result),
+            )
+        ledger = {
+            "files": len(result.files),
+            "refused_files": [str(r) for r in result.refused],
+            "delivered_rows": result.delivered,
+            "collapsed_duplicates": result.collapsed,
+            "quarantined_rows": result.quarantined,
+            "quarantine_share": round(result.quarantine_share, 6),
+        }
+        yield dg.MaterializeResult(
+            asset_key=raw_key, metadata=frame_metadata(raw_model, result.raw) | ledger
+        )
+        yield dg.MaterializeResult(
+            asset_key=quarantine_key,
+            metadata=frame_metadata(quarantine_model, result.quarantine)
+            | {"reasons": result.reason_counts()},
+        )
+
+    return _ingest
+
+
+extract_assets = [build_extract_asset(table) for table in TABLES]

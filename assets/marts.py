@@ -1,0 +1,82 @@
+"""Mart assets: the progress marts as of the run's instant, plus the label dimension.
+
+The four progress marts come from one grid, so they are computed and published together in
+one transaction: a reader never sees session_progress from one run and risk_log from another.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from pipelines.core.contract import TABLES
+from pipelines.core.labels import dim_labels
+from pipelines.core.marts import build_marts
+from pipelines.core.schemas import MART_MODELS, table_description, validate
+from pipelines.core.warehouse import read_table, replace_tables
+from pipelines.metadata import frame_metadata, preview, table_doc
+from pipelines.resources import ProgressSettings
+
+PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
+
+
+def _spec(name: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        ["marts", name], group_name="marts", deps=deps, kinds={"duckdb", "polars"},
+        description=table_description(MART_MODELS[name]),
+    )
+
+
+def risk_distribution(progress: pl.DataFrame) -> dict[str, int]:
+    counts = progress.group_by("risk_level").len()
+    found = dict(zip(counts["risk_level"], counts["len"], strict=True))
+    return {level: int(found.get(level, 0)) for level in ("NORMAL", "WARNING", "DANGER")}
+
+
+@dg.multi_asset(
+    name="progress_marts",
+    specs=[_spec(name, [dg.AssetKey(["raw", t]) for t in TABLES]) for name in PROGRESS_MARTS],
+)
+def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings,
+                   warehouse: DuckDBResource):
+    """Session completion, lecture aggregates, risk trajectory and clinic candidates."""
+    as_of = settings.as_of_instant()
+    context.log.info(f"computing marts as of {as_of:%Y-%m-%d %H:%M:%S} ({settings.timezone})")
+    with warehouse.get_connection() as con:
+        raw = {t: read_table(con, f"raw.{t}") for t in TABLES}
+    marts = build_marts(raw, as_of, settings.thresholds)
+    for name, frame in marts.items():  # refuse to publish anything the contract forbids
+        validate(MART_MODELS[name], frame)
+    with warehouse.get_connection() as con:
+        replace_tables(
+            con,
+            {f"marts.{name}": frame for name, frame in marts.items()},
+            {f"marts.{name}": table_doc(MART_MODELS[name]) for name in marts},
+        )
+    for name, frame in marts.items():
+        extra: dict[str, object] = {"as_of": as_of.isoformat(sep=" ")}
+        if name == "lecture_progress":
+            extra["risk_distribution"] = risk_distribution(frame)
+            extra["preview"] = preview(
+                frame.filter(pl.col("risk_level") != "NORMAL").sort(
+                    "consecutive_failed_sessions", descending=True
+                )
+            )
+        yield dg.MaterializeResult(
+            asset_key=["marts", name], metadata=frame_metadata(MART_MODELS[name], frame) | extra
+        )
+
+
+@dg.asset(key=["marts", "dim_labels"], group_name="marts", kinds={"duckdb"},
+          description=table_description(MART_MODELS["dim_labels"]))
+def dim_labels_mart(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    frame = dim_labels()
+    validate(MART_MODELS["dim_labels"], frame)
+    with warehouse.get_connection() as con:
+        replace_tables(con, {"marts.dim_labels": frame},
+                       {"marts.dim_labels": table_doc(MART_MODELS["dim_labels"])})
+    return dg.MaterializeResult(metadata=frame_metadata(MART_MODELS["dim_labels"], frame))
+
+
+mart_assets = [progress_marts, dim_labels_mart]

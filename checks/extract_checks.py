@@ -1,0 +1,86 @@
+"""Checks on the raw and quarantine layers: schema, quarantine share, nothing lost."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from pipelines.core.contract import SPECS, TABLES
+from pipelines.core.schemas import RAW_MODELS, quarantine_models
+from pipelines.core.warehouse import read_table
+from pipelines.pandera_checks import schema_check_result
+
+WARN_SHARE = 0.01  # any table: warn above 1% of delivered rows quarantined
+BLOCK_SHARE = 0.05  # event tables: above 5% is a broken extract; the marts are not refreshed
+
+
+def _audit(warehouse: DuckDBResource, table: str) -> dict:
+    with warehouse.get_connection() as con:
+        row = con.execute(
+            "SELECT * FROM raw.ingest_audit WHERE table_name = ?", [table]
+        ).pl().to_dicts()
+        counts = con.execute(
+            f"SELECT (SELECT count(*) FROM raw.{table}), (SELECT count(*) FROM quarantine.{table})"
+        ).fetchone()
+    return row[0] | {"raw_count": counts[0], "quarantine_count": counts[1]}
+
+
+def quarantine_share_outcome(table: str, quarantined: int, delivered: int) -> dg.AssetCheckResult:
+    """Pass below 1%; warn above; for event tables fail (ERROR, blocking the marts) above 5%."""
+    share = quarantined / delivered if delivered else 0.0
+    metadata = {"quarantined_rows": quarantined, "delivered_rows": delivered,
+                "quarantine_share": round(share, 6)}
+    if SPECS[table].is_event and share > BLOCK_SHARE:
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
+            description=f"{table}: {share:.1%} of delivered rows quarantined (> 5%): "
+            "broken extract, marts not refreshed",
+        )
+    if share > WARN_SHARE:
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+            description=f"{table}: {share:.1%} of delivered rows quarantined (> 1%)",
+        )
+    return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+
+def build_extract_checks(table: str) -> list[dg.AssetChecksDefinition]:
+    raw_key, quarantine_key = dg.AssetKey(["raw", table]), dg.AssetKey(["quarantine", table])
+
+    @dg.asset_check(asset=raw_key, name="raw_schema", blocking=True,
+                    description="Every row matches the contract types, ranges and key.")
+    def raw_schema(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            frame = read_table(con, f"raw.{table}")
+        return schema_check_result(RAW_MODELS[table], frame)
+
+    @dg.asset_check(asset=quarantine_key, name="quarantine_schema",
+                    description="Quarantined rows carry a known reason, file and record number.")
+    def quarantine_schema(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            frame = read_table(con, f"quarantine.{table}")
+        return schema_check_result(quarantine_models()[table], frame)
+
+    @dg.asset_check(asset=raw_key, name="quarantine_share", blocking=True,
+                    description="Share of delivered rows quarantined: warn > 1%; event tables "
+                    "fail > 5% and block the marts.")
+    def quarantine_share(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        audit = _audit(warehouse, table)
+        return quarantine_share_outcome(table, audit["quarantined_rows"], audit["delivered_rows"])
+
+    @dg.asset_check(asset=raw_key, name="rows_conserved", blocking=True,
+                    description="delivered = used + collapsed duplicates + quarantined.")
+    def rows_conserved(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        a = _audit(warehouse, table)
+        accounted = a["raw_count"] + a["collapsed_duplicates"] + a["quarantine_count"]
+        passed = accounted == a["delivered_rows"] and a["raw_count"] == a["used_rows"]
+        return dg.AssetCheckResult(
+            passed=passed,
+            metadata={"delivered": a["delivered_rows"], "used": a["raw_count"],
+                      "collapsed": a["collapsed_duplicates"], "quarantined": a["quarantine_count"]},
+        )
+
+    return [raw_schema, quarantine_schema, quarantine_share, rows_conserved]
+
+
+extract_checks = [check for table in TABLES for check in build_extract_checks(table)]

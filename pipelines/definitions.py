@@ -1,0 +1,34 @@
+"""The Dagster code location: every asset, check, job and resource of the pipeline.
+
+Resources read their settings from environment variables at run time (`dg.EnvVar`), never at
+import; `.env` at the project root gives the local defaults `dagster dev` picks up.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import all_assets
+from checks import all_checks
+from pipelines.resources import ProgressSettings, warehouse_resource
+
+progress_job = dg.define_asset_job(
+    "progress_job",
+    selection=dg.AssetSelection.all(),
+    description="Ingest every extract, then recompute and publish the marts as of now.",
+)
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[progress_job],
+    resources={
+        "settings": ProgressSettings(
+            landing_dir=dg.EnvVar("PROGRESS_LANDING"),
+            timezone=dg.EnvVar("PROGRESS_TIMEZONE"),
+        ),
+        "warehouse": warehouse_resource(dg.EnvVar("PROGRESS_WAREHOUSE")),
+    },
+    # One process writes the DuckDB file: steps run one after another in the run's process.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,79 @@
+"""Shared helpers: tiny landing folders written from CSV text."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.core.ingest import TableIngest, ingest_all
+from pipelines.core.marts import RiskThresholds, build_marts
+
+HEADERS = {
+    "lectures": "lecture_id,academy_id,title",
+    "sessions": "session_id,lecture_id,session_order,title,session_date",
+    "policies": "lecture_id,video_required_rate,exam_start_session_order,exam_end_session_order,"
+    "exam_pass_score,homework_start_session_order,homework_end_session_order,"
+    "homework_pass_type,homework_pass_score",
+    "enrollments": "enrollment_id,lecture_id,student_id,status,enrolled_at",
+    "attendance": "enrollment_id,session_id,attendance_type,recorded_at",
+    "video_progress": "enrollment_id,session_id,progress_rate,recorded_at",
+    "submissions": "submission_id,enrollment_id,session_id,kind,score,teacher_approved,"
+    "submitted_at",
+    "clinic_requests": "enrollment_id,session_id,reason,approved,memo,requested_at",
+}
+
+
+def write_landing(root: Path, rows: dict[str, list[str]], headers: dict[str, str] | None = None
+                  ) -> Path:
+    """Write `<table>.csv` for every contract table (header-only when not given)."""
+    root.mkdir(parents=True, exist_ok=True)
+    headers = HEADERS | (headers or {})
+    for table, header in headers.items():
+        lines = [header, *rows.get(table, [])]
+        (root / f"{table}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+# A lecture (id 1, academy 10) with 4 weekly sessions; session 4 is in the future.
+BASE = {
+    "lectures": ["1,10,고2 수학"],
+    "sessions": [
+        "101,1,1,1차시,2026-03-02",
+        "102,1,2,2차시,2026-03-09",
+        "103,1,3,3차시,2026-03-16",
+        "104,1,4,4차시,2026-12-01",
+    ],
+    "enrollments": ["1000,1,7,ACTIVE,2026-03-01 09:00"],
+}
+AS_OF = datetime(2026, 11, 25, 12, 0, 0)
+
+
+def landing_with(tmp_path: Path, **extra: list[str]) -> Path:
+    rows = {k: list(v) for k, v in BASE.items()}
+    for table, lines in extra.items():
+        rows[table] = lines
+    return write_landing(tmp_path / "landing", rows)
+
+
+def marts_for(landing: Path, as_of: datetime = AS_OF, thresholds: RiskThresholds | None = None
+              ) -> dict[str, pl.DataFrame]:
+    ingested = ingest_all(landing)
+    return build_marts({t: r.raw for t, r in ingested.items()}, as_of, thresholds)
+
+
+def row(frame: pl.DataFrame, **where) -> dict:
+    found = frame.filter(*(pl.col(k) == v for k, v in where.items()))
+    assert found.height == 1, f"expected one row for {where}, got {found.height}"
+    return found.row(0, named=True)
+
+
+@pytest.fixture
+def ingest(tmp_path):
+    def _ingest(rows: dict[str, list[str]], headers: dict[str, str] | None = None
+                ) -> dict[str, TableIngest]:
+        return ingest_all(write_landing(tmp_path / "landing", rows, headers))
+
+    return _ingest
