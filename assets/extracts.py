@@ -4,7 +4,6 @@ Thin shells: the rules live in `pipelines.core.ingest`. Each table's raw and qua
 and its audit row are replaced in one transaction.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource

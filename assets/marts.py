@@ -4,7 +4,6 @@ The four progress marts come from one grid, so they are computed and published t
 one transaction: a reader never sees session_progress from one run and risk_log from another.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl

@@ -1,6 +1,5 @@
 """Checks on the raw and quarantine layers: schema, quarantine share, nothing lost."""
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource

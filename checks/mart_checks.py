@@ -1,6 +1,5 @@
 """Checks on the marts: Pandera schemas (types, enums, keys) and the contract's invariants."""
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl

@@ -59,10 +59,12 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Dagster logs.")] = False,
 ) -> None:
     """Ingest the extracts and publish the marts in one Dagster run, then summarize."""
-    from pipelines.runner import RunFailed, run_pipeline
-
     try:
+        from pipelines.runner import RunFailed, run_pipeline
+
         report = run_pipeline(landing, warehouse, as_of, timezone, verbose)
+    except typer.Exit:
+        raise
     except RunFailed as exc:
         _fail(str(exc))
     except Exception as exc:  # never a traceback to the user

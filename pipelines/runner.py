@@ -104,7 +104,7 @@ def run_pipeline(
     instant = settings.as_of_instant()  # fixed once, so every step computes as of the same time
     settings = settings.model_copy(update={"as_of": instant.isoformat(sep=" ")})
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    log_level = "INFO" if verbose else "ERROR"
+    log_level = "INFO" if verbose else "CRITICAL"
     result = dg.materialize(
         [*all_assets, *all_checks],
         resources={"settings": settings,
