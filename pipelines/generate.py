@@ -374,9 +374,9 @@ def _build_policies(
     n = lec_id.size
     has = rng.random(n) < 0.8
     if n >= 3:
-        has[0] = True  # lectures 0..2 cover the pass types, with and without a score
-        has[1] = True
-        has[2] = True
+        has[:3] = True  # lectures 0..2 cover the pass types, with and without a score
+    if n >= 4 and has.all():
+        has[-1] = False  # some lecture always runs on the default policy
 
     def nullable(p: float) -> np.ndarray:
         return rng.random(n) < p
@@ -724,8 +724,8 @@ def _simulate_chunk(
     cp = np.concatenate(cl_p)
     cr = np.concatenate(cl_r)
     nc = cp.size
-    c_t = start[cp] + rng.integers(2 * DAY, 6 * DAY, nc)
-    c_t = (c_t // MINUTE) * MINUTE  # typed into the admin UI: minute precision
+    # typed into the admin UI during working hours, to the minute
+    c_t = (start[cp] // DAY + rng.integers(2, 7, nc)) * DAY + rng.integers(10 * 60, 22 * 60, nc) * MINUTE
     r = rng.random(nc)
     c_appr = np.where(cr >= 2, r < 0.85, r < 0.65)
     c_appr_null = rng.random(nc) < 0.15
@@ -819,8 +819,9 @@ def _bool_text(s: pl.Series, rng: np.random.Generator) -> pl.Series:
     if n == 0:
         return out
     u = rng.random(n)
+    valid = s.is_not_null().to_numpy()
     for lo, hi, t, f in ((0.0, 0.03, "1", "0"), (0.03, 0.04, "TRUE", "FALSE"), (0.04, 0.045, "True", "False")):
-        idx = np.flatnonzero((u >= lo) & (u < hi))
+        idx = np.flatnonzero((u >= lo) & (u < hi) & valid)
         if idx.size:
             vals = s.gather(idx)
             out = out.scatter(idx, pl.select(pl.when(vals).then(pl.lit(t)).otherwise(pl.lit(f))).to_series())

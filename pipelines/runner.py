@@ -44,15 +44,16 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
+    """The first reason the run did not publish: a blocking check, else a failed step."""
+    for evaluation in _check_evaluations(result):
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            return evaluation.description or f"check {evaluation.check_name} failed"
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:
             error = event.step_failure_data.error
             message = (error.message if error else "step failed").strip().splitlines()[0]
             # dagster.Failure carries our own one-line reason after the class name
             return message.split(": ", 1)[1] if message.startswith("dagster.") else message
-    for evaluation in _check_evaluations(result):
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            return evaluation.description or f"check {evaluation.check_name} failed"
     return None
 
 

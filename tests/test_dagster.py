@@ -1,0 +1,140 @@
+"""Real Dagster runs (in-process) into a real DuckDB file: assets, checks, blocking, atomicity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from assets import all_assets
+from checks import all_checks
+from pipelines.core.contract import TABLES
+from pipelines.core.warehouse import replace_tables
+from pipelines.definitions import defs
+from pipelines.resources import ProgressSettings
+from pipelines.runner import RunFailed, run_pipeline
+from tests.conftest import BASE, landing_with, marts_for
+
+AS_OF = "2026-11-25 12:00:00"
+EVENTS = {
+    "policies": ["1,80,1,9999,60,1,9999,SUBMIT,"],
+    "video_progress": ["1000,101,90,2026-03-02 10:00", "1000,102,20,2026-03-09 10:00"],
+    "submissions": ["1,1000,101,exam,80,,2026-03-02 11:00", "2,1000,101,homework,,,2026-03-02",
+                    "3,1000,102,exam,30,,2026-03-09 11:00"],
+    "attendance": ["1000,103,online,2026-03-16 10:00"],
+    "clinic_requests": ["1000,102,AUTO_FAILED,true,보충 확정,2026-03-10 09:00"],
+}
+
+
+def materialize(landing: Path, warehouse: Path) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*all_assets, *all_checks],
+        resources={"settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF),
+                   "warehouse": DuckDBResource(database=str(warehouse))},
+        raise_on_error=False,
+    )
+
+
+def query(warehouse: Path, sql: str):
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_definitions_load_with_layers_descriptions_and_checks():
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    groups = {key.path[0]: set() for key in specs}
+    for key, spec in specs.items():
+        groups[key.path[0]].add(spec.group_name)
+        assert spec.description, key
+    assert groups == {"raw": {"raw"}, "quarantine": {"quarantine"}, "marts": {"marts"}}
+    assert {k.path[1] for k in specs if k.path[0] == "raw"} == set(TABLES)
+    assert {k.path[1] for k in specs if k.path[0] == "marts"} == {
+        "session_progress", "lecture_progress", "risk_log", "clinic_links", "dim_labels"}
+    check_keys = defs.resolve_asset_graph().asset_check_keys
+    assert len(check_keys) == 4 * len(TABLES) + 5 + 4
+    assert defs.resolve_job_def("progress_job") is not None
+
+
+def test_materialize_everything_into_duckdb(tmp_path):
+    landing = landing_with(tmp_path, **EVENTS)
+    warehouse = tmp_path / "wh.duckdb"
+    result = materialize(landing, warehouse)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations), [
+        (e.check_name, e.description) for e in evaluations if not e.passed]
+    expected = marts_for(landing, datetime(2026, 11, 25, 12))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for name, frame in expected.items():
+            stored = con.sql(f"SELECT * FROM marts.{name}").pl()
+            assert stored.sort(stored.columns).equals(frame.sort(frame.columns)), name
+        comments = con.execute(
+            "SELECT count(*), count(comment) FROM duckdb_columns() WHERE schema_name = 'marts'"
+        ).fetchone()
+    assert comments[0] == comments[1] > 50  # every mart column carries its description
+    assert query(warehouse, "SELECT comment FROM duckdb_tables() WHERE table_name = "
+                 "'session_progress'")[0][0].startswith("One row per enrollment")
+    assert query(warehouse, "SELECT approved, memo FROM marts.clinic_links "
+                 "WHERE session_id = 102 AND reason = 'AUTO_FAILED'") == [(True, "보충 확정")]
+
+
+def test_broken_event_extract_blocks_marts_and_keeps_previous(tmp_path):
+    warehouse = tmp_path / "wh.duckdb"
+    good = landing_with(tmp_path / "good", **EVENTS)
+    run_pipeline(good, warehouse, AS_OF)
+    before = query(warehouse, "SELECT * FROM marts.session_progress ORDER BY ALL")
+    # 2 of 3 attendance rows bad (67% > 5%): raw and quarantine written, marts left alone
+    bad = landing_with(tmp_path / "bad", **{**EVENTS, "attendance": [
+        "1000,101,online,2026-03-02", "1000,101,ONLINE,x", "1000,101,online,"]})
+    (bad / "video_progress.csv").write_text(
+        "enrollment_id,session_id,progress_rate,recorded_at\n")
+    with pytest.raises(RunFailed, match=r"attendance: 66\.7% .*> 5%"):
+        run_pipeline(bad, warehouse, AS_OF)
+    assert query(warehouse, "SELECT * FROM marts.session_progress ORDER BY ALL") == before
+    assert query(warehouse, "SELECT count(*) FROM quarantine.attendance") == [(2,)]
+    assert query(warehouse, "SELECT count(*) FROM raw.video_progress") == [(0,)]
+
+
+def test_reference_table_share_only_warns(tmp_path):
+    landing = landing_with(tmp_path, **EVENTS)
+    (landing / "lectures.csv").write_text("lecture_id,academy_id,title\n1,10,a\nx,10,b\n")
+    report = run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
+    assert any("lectures: 50.0%" in w for w in report.warnings)
+    assert report.table_rows["marts.lecture_progress"] == 1
+
+
+def test_missing_extract_fails_with_reason(tmp_path):
+    landing = landing_with(tmp_path)
+    (landing / "submissions.csv").unlink()
+    (landing / "submissions.parquet").write_bytes(b"garbage")
+    with pytest.raises(RunFailed, match="no readable extract for 'submissions'.*Parquet"):
+        run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
+
+
+def test_replace_tables_is_atomic(tmp_path):
+    path = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(path)) as con:
+        replace_tables(con, {"marts.a": pl.DataFrame({"x": [1, 2]})})
+        with pytest.raises(duckdb.Error):
+            replace_tables(con, {"marts.a": pl.DataFrame({"x": [3]}),
+                                 "marts.b": pl.DataFrame({"y": [1]})},
+                           statements=[("SELECT * FROM no_such_table", [])])
+        assert con.execute("SELECT x FROM marts.a ORDER BY x").fetchall() == [(1,), (2,)]
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'b'"
+                           ).fetchone() == (0,)
+
+
+def test_as_of_reproduces_the_past(tmp_path):
+    landing = landing_with(tmp_path, **EVENTS)
+    report = run_pipeline(landing, tmp_path / "wh.duckdb", "2026-03-09T00:00:00+09:00")
+    assert report.as_of == datetime(2026, 3, 9)
+    rows = query(tmp_path / "wh.duckdb",
+                 "SELECT held_sessions, last_activity_at FROM marts.lecture_progress")
+    assert rows == [(2, datetime(2026, 3, 2, 11))]
+
+
