@@ -18,7 +18,7 @@ from pipelines.core.warehouse import replace_tables
 from pipelines.definitions import defs
 from pipelines.resources import ProgressSettings
 from pipelines.runner import RunFailed, run_pipeline
-from tests.conftest import BASE, landing_with, marts_for
+from tests.conftest import landing_with, marts_for
 
 AS_OF = "2026-11-25 12:00:00"
 EVENTS = {
