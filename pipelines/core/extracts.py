@@ -1,8 +1,9 @@
 """Finding and reading the extract files of one table (contract §1), as delivered text.
 
-Every file becomes a frame with one String column per contract column (the value exactly as
-delivered, null when the file lacks the column or the field is empty) plus `_source_file` and
-`_source_row`. A file that cannot be read at all is refused whole with a reason; nothing of it
+Every file becomes a frame with one column per contract column plus `_source_file` and
+`_source_row`: String holding the value exactly as delivered (null when the file lacks the
+column or the field is empty), or, for a Parquet column whose native type maps onto the
+contract type, that value already typed. A file that cannot be read at all is refused whole with a reason; nothing of it
 is half-used.
 """
 
@@ -64,11 +65,12 @@ def find_files(landing: Path, table: str) -> list[tuple[str, Path]]:
 
 def _delivered_frame(spec: TableSpec, columns: dict[str, list | pl.Series], n: int,
                      rel: str) -> pl.DataFrame:
-    data = {
-        name: (columns[name] if name in columns else pl.Series(name, [None] * n, pl.String))
+    data = [
+        columns[name] if isinstance(columns.get(name), pl.Series)
+        else pl.Series(name, columns.get(name, [None] * n), pl.String)
         for name in spec.column_names
-    }
-    frame = pl.DataFrame(data, schema={name: pl.String for name in spec.column_names})
+    ]
+    frame = pl.DataFrame(data)
     return frame.with_columns(
         pl.lit(rel, pl.String).alias("_source_file"),
         pl.int_range(1, n + 1, dtype=pl.Int64).alias("_source_row"),
@@ -121,20 +123,35 @@ def read_csv_file(spec: TableSpec, path: Path, rel: str) -> pl.DataFrame:
     return _delivered_frame(spec, columns, len(rows), rel)
 
 
-def _as_text(column: pa.ChunkedArray, tz: str) -> pl.Series:
-    """A native Parquet column as the text a CSV would have carried.
+_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
 
-    Timestamps are truncated to microseconds and zone-aware ones converted to the local
-    zone first, so their text parses back to the same local instant.
+
+def _native(series: pl.Series, type_: str, tz: str) -> pl.Series:
+    """A Parquet column in its contract type when its native type maps exactly, else as text.
+
+    Native ints, floats, bools, dates and timestamps skip text parsing entirely (timestamps
+    truncated to microseconds, zone-aware ones converted to local time); anything else is
+    rendered as the text a CSV would have carried and parsed by the CSV rules.
     """
-    series = pl.Series(pl.from_arrow(column))
     dtype = series.dtype
-    if isinstance(dtype, pl.Datetime):
+    if type_ == "int" and dtype in _INTS:
+        return series.cast(pl.Int64)
+    if type_ == "float" and (dtype.is_numeric() and dtype != pl.UInt64):
+        return series.cast(pl.Float64)
+    if type_ == "bool" and dtype == pl.Boolean:
+        return series
+    if type_ == "date" and dtype == pl.Date:
+        return series
+    if type_ == "timestamp" and isinstance(dtype, pl.Datetime):
         if dtype.time_zone is not None:
             series = series.dt.convert_time_zone(tz).dt.replace_time_zone(None)
-        series = series.dt.cast_time_unit("us").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
-    elif dtype == pl.String:
+        return series.dt.cast_time_unit("us")
+    if type_ == "timestamp" and dtype == pl.Date:
+        return series.cast(pl.Datetime("us"))
+    if dtype == pl.String:
         return series.replace("", None)
+    if isinstance(dtype, pl.Datetime):
+        series = series.dt.cast_time_unit("us").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
     return series.cast(pl.String)
 
 
@@ -144,9 +161,11 @@ def read_parquet_file(spec: TableSpec, path: Path, rel: str, tz: str) -> pl.Data
     except (pa.ArrowException, OSError) as exc:
         raise FileRefused(f"not a readable Parquet file ({exc})") from None
     positions = _contract_positions(spec, table.column_names)
+    types = {c.name: c.type for c in spec.columns}
     try:
         columns = {
-            name: _as_text(table.column(i), tz).rename(name) for name, i in positions.items()
+            name: _native(pl.Series(name, pl.from_arrow(table.column(i))), types[name], tz)
+            for name, i in positions.items()
         }
     except Exception as exc:  # an exotic column type polars cannot take
         raise FileRefused(f"unsupported Parquet column type ({exc})") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .contract import SPECS, TableSpec
+from .contract import SPECS, ColumnType, TableSpec
 from .extracts import RefusedFile, read_files
 from .parse import TYPES, parse, trimmed
 
@@ -59,18 +59,49 @@ def quarantine_schema(spec: TableSpec) -> dict[str, pl.DataType]:
 
 
 def _typed(delivered: pl.DataFrame, spec: TableSpec, tz: str) -> pl.DataFrame:
-    """Parsed values (`v:<col>`) and the first failing check of §2 steps 1-4 (`_reason`)."""
-    text = {c.name: trimmed(pl.col(c.name)) for c in spec.columns}
-    typed = delivered.with_columns(
-        parse(text[c.name], c.type, tz).alias(f"v:{c.name}") for c in spec.columns
+    """Parsed values (`v:<col>`), delivered text (`t:<col>`) and §2 steps 1-4 (`_reason`).
+
+    A String column is trimmed and parsed by the contract's rules. A column that arrived
+    natively typed (Parquet) is used as is; its text is rendered only where it is invalid
+    (e.g. a NaN), the rest is rendered from the typed value if the row is quarantined.
+    """
+    present, value, text_out = {}, {}, {}
+    for c in spec.columns:
+        col = pl.col(c.name)
+        if delivered.schema[c.name] == pl.String:
+            trimmed_text = trimmed(col)
+            present[c.name] = trimmed_text.is_not_null()
+            value[c.name] = parse(trimmed_text, c.type, tz)
+            text_out[c.name] = col
+        else:
+            present[c.name] = col.is_not_null()
+            value[c.name] = native_value(col, c.type)
+            text_out[c.name] = pl.when(present[c.name] & value[c.name].is_null()).then(
+                col.cast(pl.String)
+            )
+    typed = delivered.select(
+        *(value[c.name].alias(f"v:{c.name}") for c in spec.columns),
+        *(text_out[c.name].alias(f"t:{c.name}") for c in spec.columns),
+        *LINEAGE,
+        _reason(spec, present, value),
     )
-    value = {c.name: pl.col(f"v:{c.name}") for c in spec.columns}
-    missing = [text[c.name].is_null() for c in spec.columns if c.required]
-    invalid = [
-        text[c.name].is_not_null() & value[c.name].is_null()
-        for c in spec.columns
-        if c.type != "text"
-    ]
+    return typed.cast({f"v:{c.name}": TYPES[c.type] for c in spec.columns}
+                      | {f"t:{c.name}": pl.String for c in spec.columns})
+
+
+def native_value(col: pl.Expr, type_: ColumnType) -> pl.Expr:
+    """A natively typed value, null where the contract calls it invalid."""
+    if type_ == "float":
+        return pl.when(col.is_finite()).then(col)
+    if type_ == "timestamp":
+        return pl.when(col.dt.year().is_between(1, 9999)).then(col)
+    return col
+
+
+def _reason(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Expr]) -> pl.Expr:
+    """The first of missing_value, invalid_type, invalid_enum, out_of_range that applies."""
+    missing = [~present[c.name] for c in spec.columns if c.required]
+    invalid = [present[c.name] & value[c.name].is_null() for c in spec.columns]
     bad_enum = [~value[c.name].is_in(list(c.enum)) for c in spec.columns if c.enum]
     out_of_range = [
         (value[c.name] < c.min if c.min is not None else pl.lit(False))
@@ -78,19 +109,31 @@ def _typed(delivered: pl.DataFrame, spec: TableSpec, tz: str) -> pl.DataFrame:
         for c in spec.columns
         if c.min is not None or c.max is not None
     ]
-    checks = [
+    reason = pl.lit(None, pl.String)
+    for name, conditions in reversed([
         ("missing_value", missing),
         ("invalid_type", invalid),
         ("invalid_enum", bad_enum),
         ("out_of_range", out_of_range),
-    ]
-    reason = pl.lit(None, pl.String)
-    for name, conditions in reversed(checks):
+    ]):
         if conditions:
-            reason = pl.when(pl.any_horizontal(conditions).fill_null(False)).then(
-                pl.lit(name)
-            ).otherwise(reason)
-    return typed.with_columns(reason.alias("_reason"))
+            reason = (
+                pl.when(pl.any_horizontal(conditions).fill_null(False))
+                .then(pl.lit(name))
+                .otherwise(reason)
+            )
+    return reason.alias("_reason")
+
+
+def _as_delivered(spec: TableSpec) -> list[pl.Expr]:
+    """Quarantine text: the delivered text, or the typed value rendered for native columns."""
+    out = []
+    for c in spec.columns:
+        v = pl.col(f"v:{c.name}")
+        rendered = v.dt.strftime("%Y-%m-%d %H:%M:%S%.6f") if c.type == "timestamp" else v.cast(
+            pl.String)
+        out.append(pl.coalesce(pl.col(f"t:{c.name}"), rendered).alias(c.name))
+    return out
 
 
 def _reference_failures(
@@ -124,32 +167,36 @@ def _reference_failures(
 
 
 def validate_table(
-    delivered: pl.DataFrame, spec: TableSpec, tz: str, refs: dict[str, pl.DataFrame]
+    files: list[pl.DataFrame], spec: TableSpec, tz: str, refs: dict[str, pl.DataFrame]
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Split delivered text into (raw, quarantine, collapsed exact duplicates).
+    """Split delivered rows into (raw, quarantine, collapsed exact duplicates).
 
-    `delivered` holds every file's rows in delivery order (files by path, then record order).
-    `refs` maps each referenced table to its already-validated raw frame.
+    `files` holds each file's delivered frame in delivery order (files by path, then record
+    order). `refs` maps each referenced table to its already-validated raw frame.
     """
-    values = [f"v:{c}" for c in spec.column_names]
-    typed = _typed(delivered.with_row_index("_seq"), spec, tz)
+    typed = [_typed(frame, spec, tz) for frame in files]
+    empty = _typed(empty_delivery(spec), spec, tz)
+    typed_all = pl.concat([empty, *typed]).with_row_index("_seq")
 
-    failed_early = typed.filter(pl.col("_reason").is_not_null())
-    passed = typed.filter(pl.col("_reason").is_null())
+    failed_early = typed_all.filter(pl.col("_reason").is_not_null())
+    passed = typed_all.filter(pl.col("_reason").is_null())
 
     # §2 step 5: identical parsed rows collapse to the first copy; a natural key with more than
-    # one distinct row is a conflict, and every delivered copy of it is quarantined.
+    # one distinct row is a conflict, and every delivered copy of it is quarantined. Only keys
+    # delivered more than once need the full-row comparison.
+    values = [f"v:{c}" for c in spec.column_names]
     key_values = [f"v:{c}" for c in spec.key]
-    passed = passed.with_columns(
+    repeated = pl.len().over(key_values) > 1
+    single, multi = passed.filter(~repeated), passed.filter(repeated)
+    multi = multi.with_columns(
         (pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first")
-    ).with_columns(
-        (pl.col("_first").sum().over(key_values) > 1).alias("_conflict")
-    )
-    conflicts = passed.filter("_conflict").with_columns(
+    ).with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
+    conflicts = multi.filter("_conflict").with_columns(
         pl.lit("duplicate_conflict").alias("_reason")
     )
-    kept = passed.filter(~pl.col("_conflict") & pl.col("_first"))
-    collapsed = passed.filter(~pl.col("_conflict") & ~pl.col("_first")).height
+    kept = pl.concat([single, multi.filter(~pl.col("_conflict") & pl.col("_first"))
+                     .drop("_first", "_conflict")])
+    collapsed = multi.filter(~pl.col("_conflict") & ~pl.col("_first")).height
 
     checked = _reference_failures(kept, spec, refs)
     late_failures = checked.filter(pl.col("_reason").is_not_null())
@@ -158,15 +205,19 @@ def validate_table(
         .sort("_seq")
         .select([pl.col(f"v:{c}").alias(c) for c in spec.column_names] + LINEAGE)
     )
-    quarantine_cols = spec.column_names + ["_reason", *LINEAGE]
     quarantine = (
-        pl.concat(
-            [f.select("_seq", *quarantine_cols) for f in (failed_early, conflicts, late_failures)]
-        )
+        pl.concat([f.select(typed_all.columns) for f in (failed_early, conflicts, late_failures)])
         .sort("_seq")
-        .drop("_seq")
+        .select(*_as_delivered(spec), "_reason", *LINEAGE)
     )
     return raw, quarantine, collapsed
+
+
+def empty_delivery(spec: TableSpec) -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={c: pl.String for c in spec.column_names}
+        | {"_source_file": pl.String, "_source_row": pl.Int64}
+    )
 
 
 def ingest_table(
@@ -182,14 +233,8 @@ def ingest_table(
         else:
             result.files.append(rel)
             frames.append(read)
-    delivered = (
-        pl.concat(frames)
-        if frames
-        else pl.DataFrame(schema={c: pl.String for c in spec.column_names}
-                          | {"_source_file": pl.String, "_source_row": pl.Int64})
-    )
-    result.delivered = delivered.height
-    result.raw, result.quarantine, result.collapsed = validate_table(delivered, spec, tz, refs)
+    result.delivered = sum(frame.height for frame in frames)
+    result.raw, result.quarantine, result.collapsed = validate_table(frames, spec, tz, refs)
     result.raw = result.raw.cast(raw_schema(spec))  # type: ignore[arg-type]
     result.quarantine = result.quarantine.cast(quarantine_schema(spec))  # type: ignore[arg-type]
     return result
