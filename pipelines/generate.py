@@ -18,6 +18,16 @@ spliced into the files at random positions; in Parquet, where native columns can
 they go to one extra all-text file (``<folder>/part-NNN.parquet`` after the last chunk, or
 ``<table>/part-000.parquet`` next to a single-file table: the contract unions both).
 ``_manifest.json`` records, per table and reason, how many rows the pipeline should quarantine.
+Also with ``bad_rows=True``, one submissions part comes from "another export tool": columns in
+another order, an extra ``graded_by`` column and (CSV) a padded header name.
+
+Other variety that is valid input: CSV timestamps mostly ``YYYY-MM-DD HH:MM:SS`` local, ~5% with
+``Z``/``+09:00``/``+0900``/``+09``/``-05:00`` offsets, ``T``, fractions or no seconds (always the
+same instant); booleans mostly true/false, some 1/0, TRUE, True. Parquet part files vary the
+timestamp type per chunk (naive us, UTC-aware us, naive ms) and some integer widths.
+
+Regenerating into the same folder first removes the contract files an earlier run wrote there
+(``<table>.csv|parquet``, ``<table>/part-*``, ``_manifest.json``); other files are left alone.
 
 The data describe the state known at the extract time 2026-11-25 06:00 (Asia/Seoul): no event
 is later than that, and lectures started at different terms so some have future sessions.
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +119,17 @@ def _day(iso: str) -> int:
 REF_DAY = _day("2026-11-25")  # sessions dated on or before this day are held
 EXTRACT_AT = REF_DAY * DAY + 6 * HOUR  # no event is later than the nightly extract
 TERM_STARTS = np.array(
-    [_day(d) for d in ("2026-03-02", "2026-04-06", "2026-05-04", "2026-06-01", "2026-07-06",
-                       "2026-09-07")],
+    [
+        _day(d)
+        for d in (
+            "2026-03-02",
+            "2026-04-06",
+            "2026-05-04",
+            "2026-06-01",
+            "2026-07-06",
+            "2026-09-07",
+        )
+    ],
     dtype=np.int64,
 )
 TERM_WEIGHTS = np.array([0.14, 0.10, 0.20, 0.26, 0.15, 0.15])
@@ -145,54 +165,168 @@ WEEKDAYS = ("월", "화", "수", "목", "금", "토")
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "수학/중": (
-        "소인수분해", "정수와 유리수", "문자와 식", "일차방정식", "좌표평면과 그래프",
-        "정비례와 반비례", "기본 도형", "작도와 합동", "평면도형의 성질", "입체도형의 성질",
-        "유리수와 순환소수", "식의 계산", "연립일차방정식", "일차부등식", "일차함수와 그래프",
-        "제곱근과 실수", "다항식의 곱셈과 인수분해", "이차방정식", "이차함수의 그래프",
-        "이차함수의 활용", "삼각비", "원의 성질", "대푯값과 산포도", "확률의 기초",
+        "소인수분해",
+        "정수와 유리수",
+        "문자와 식",
+        "일차방정식",
+        "좌표평면과 그래프",
+        "정비례와 반비례",
+        "기본 도형",
+        "작도와 합동",
+        "평면도형의 성질",
+        "입체도형의 성질",
+        "유리수와 순환소수",
+        "식의 계산",
+        "연립일차방정식",
+        "일차부등식",
+        "일차함수와 그래프",
+        "제곱근과 실수",
+        "다항식의 곱셈과 인수분해",
+        "이차방정식",
+        "이차함수의 그래프",
+        "이차함수의 활용",
+        "삼각비",
+        "원의 성질",
+        "대푯값과 산포도",
+        "확률의 기초",
     ),
     "수학/고": (
-        "다항식의 연산", "나머지정리", "인수분해", "복소수", "이차방정식의 판별식",
-        "이차방정식과 이차함수", "이차함수의 활용", "여러 가지 방정식", "여러 가지 부등식",
-        "평면좌표", "직선의 방정식", "원의 방정식", "도형의 이동", "집합의 연산", "명제와 증명",
-        "함수와 합성함수", "역함수", "유리함수", "무리함수", "순열과 조합", "지수와 로그",
-        "지수함수와 로그함수", "삼각함수의 그래프", "사인법칙과 코사인법칙",
-        "등차수열과 등비수열", "수열의 합", "수학적 귀납법", "함수의 극한",
-        "미분계수와 도함수", "도함수의 활용", "부정적분과 정적분", "정적분의 활용",
+        "다항식의 연산",
+        "나머지정리",
+        "인수분해",
+        "복소수",
+        "이차방정식의 판별식",
+        "이차방정식과 이차함수",
+        "이차함수의 활용",
+        "여러 가지 방정식",
+        "여러 가지 부등식",
+        "평면좌표",
+        "직선의 방정식",
+        "원의 방정식",
+        "도형의 이동",
+        "집합의 연산",
+        "명제와 증명",
+        "함수와 합성함수",
+        "역함수",
+        "유리함수",
+        "무리함수",
+        "순열과 조합",
+        "지수와 로그",
+        "지수함수와 로그함수",
+        "삼각함수의 그래프",
+        "사인법칙과 코사인법칙",
+        "등차수열과 등비수열",
+        "수열의 합",
+        "수학적 귀납법",
+        "함수의 극한",
+        "미분계수와 도함수",
+        "도함수의 활용",
+        "부정적분과 정적분",
+        "정적분의 활용",
     ),
     "영어": (
-        "시제와 완료", "조동사", "수동태", "to부정사", "동명사", "분사와 분사구문",
-        "관계대명사", "관계부사", "가정법", "비교 구문", "일치와 화법", "특수 구문(도치, 강조)",
-        "독해: 주제와 요지", "독해: 빈칸 추론", "독해: 순서 배열", "독해: 문장 삽입",
-        "독해: 요약문 완성", "어휘: 문맥 속 어휘", "듣기 실전", "서술형: 영작 연습",
-        "내신 본문 분석 1", "내신 본문 분석 2", "모의고사 유형 분석",
+        "시제와 완료",
+        "조동사",
+        "수동태",
+        "to부정사",
+        "동명사",
+        "분사와 분사구문",
+        "관계대명사",
+        "관계부사",
+        "가정법",
+        "비교 구문",
+        "일치와 화법",
+        "특수 구문(도치, 강조)",
+        "독해: 주제와 요지",
+        "독해: 빈칸 추론",
+        "독해: 순서 배열",
+        "독해: 문장 삽입",
+        "독해: 요약문 완성",
+        "어휘: 문맥 속 어휘",
+        "듣기 실전",
+        "서술형: 영작 연습",
+        "내신 본문 분석 1",
+        "내신 본문 분석 2",
+        "모의고사 유형 분석",
     ),
     "국어": (
-        "현대시의 이해", "고전시가", "현대소설", "고전소설", "수필과 극", "비문학: 인문",
-        "비문학: 사회", "비문학: 과학·기술", "비문학: 예술", "문법: 음운의 변동",
-        "문법: 단어의 형성", "문법: 문장의 짜임", "문법: 국어의 역사", "화법과 작문",
-        "매체 언어", "서술형 답안 쓰기", "문학 개념어 정리",
+        "현대시의 이해",
+        "고전시가",
+        "현대소설",
+        "고전소설",
+        "수필과 극",
+        "비문학: 인문",
+        "비문학: 사회",
+        "비문학: 과학·기술",
+        "비문학: 예술",
+        "문법: 음운의 변동",
+        "문법: 단어의 형성",
+        "문법: 문장의 짜임",
+        "문법: 국어의 역사",
+        "화법과 작문",
+        "매체 언어",
+        "서술형 답안 쓰기",
+        "문학 개념어 정리",
     ),
     "과학": (
-        "물질의 구성", "전기와 자기", "열과 우리 생활", "화학 반응의 규칙",
-        "기권과 날씨", "운동과 에너지", "자극과 반응", "생식과 유전",
-        "에너지 전환과 보존", "별과 우주", "광합성", "소화와 순환",
+        "물질의 구성",
+        "전기와 자기",
+        "열과 우리 생활",
+        "화학 반응의 규칙",
+        "기권과 날씨",
+        "운동과 에너지",
+        "자극과 반응",
+        "생식과 유전",
+        "에너지 전환과 보존",
+        "별과 우주",
+        "광합성",
+        "소화와 순환",
     ),
     "물리학Ⅰ": (
-        "힘과 운동", "뉴턴 운동 법칙", "운동량과 충격량", "역학적 에너지 보존",
-        "열역학 법칙", "특수 상대성 이론", "질량과 에너지", "물질의 전기적 특성",
-        "반도체와 다이오드", "전류의 자기 작용", "전자기 유도", "파동의 성질",
-        "전반사와 광통신", "빛의 이중성",
+        "힘과 운동",
+        "뉴턴 운동 법칙",
+        "운동량과 충격량",
+        "역학적 에너지 보존",
+        "열역학 법칙",
+        "특수 상대성 이론",
+        "질량과 에너지",
+        "물질의 전기적 특성",
+        "반도체와 다이오드",
+        "전류의 자기 작용",
+        "전자기 유도",
+        "파동의 성질",
+        "전반사와 광통신",
+        "빛의 이중성",
     ),
     "화학Ⅰ": (
-        "화학의 첫걸음", "몰과 화학 반응식", "용액의 농도", "원자의 구조",
-        "전자 배치", "주기적 성질", "이온 결합", "공유 결합", "분자의 구조",
-        "동적 평형", "물의 자동 이온화", "산 염기 중화 반응", "산화 환원 반응",
+        "화학의 첫걸음",
+        "몰과 화학 반응식",
+        "용액의 농도",
+        "원자의 구조",
+        "전자 배치",
+        "주기적 성질",
+        "이온 결합",
+        "공유 결합",
+        "분자의 구조",
+        "동적 평형",
+        "물의 자동 이온화",
+        "산 염기 중화 반응",
+        "산화 환원 반응",
     ),
     "생명과학Ⅰ": (
-        "생명 현상의 특성", "세포와 물질대사", "기관계의 통합", "흥분의 전도와 전달",
-        "근육 수축", "신경계", "항상성", "방어 작용", "염색체와 유전 정보",
-        "사람의 유전", "돌연변이", "생태계의 구성", "에너지 흐름과 물질 순환",
+        "생명 현상의 특성",
+        "세포와 물질대사",
+        "기관계의 통합",
+        "흥분의 전도와 전달",
+        "근육 수축",
+        "신경계",
+        "항상성",
+        "방어 작용",
+        "염색체와 유전 정보",
+        "사람의 유전",
+        "돌연변이",
+        "생태계의 구성",
+        "에너지 흐름과 물질 순환",
     ),
 }
 
@@ -288,7 +422,9 @@ class _World:
     enr: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _lecture_titles(rng: np.random.Generator, lec_academy: np.ndarray) -> tuple[list[str], list[str]]:
+def _lecture_titles(
+    rng: np.random.Generator, lec_academy: np.ndarray
+) -> tuple[list[str], list[str]]:
     titles: list[str] = []
     topic_keys: list[str] = []
     seen: dict[tuple[int, str], int] = {}
@@ -359,10 +495,21 @@ def _build_world(rng: np.random.Generator, academies: int, enrollments: int) -> 
 
     policies, eff = _build_policies(rng, lec_id, nsess)
     world = _World(
-        lec_id=lec_id, lec_academy=lec_academy, lec_title=lec_title, lec_nsess=nsess,
-        lec_sess_off=lec_sess_off, lec_offline=lec_offline, policies=policies, eff=eff,
-        sess_id=sess_id, sess_lec=s_lec, sess_order=sess_order, sess_title=sess_title,
-        sess_day=sess_day, sess_date_null=sess_date_null, sess_start=sess_start,
+        lec_id=lec_id,
+        lec_academy=lec_academy,
+        lec_title=lec_title,
+        lec_nsess=nsess,
+        lec_sess_off=lec_sess_off,
+        lec_offline=lec_offline,
+        policies=policies,
+        eff=eff,
+        sess_id=sess_id,
+        sess_lec=s_lec,
+        sess_order=sess_order,
+        sess_title=sess_title,
+        sess_day=sess_day,
+        sess_date_null=sess_date_null,
+        sess_start=sess_start,
     )
     world.enr = _build_enrollments(rng, enrollments, lec_academy, term, nsess, upcoming)
     return world
@@ -388,7 +535,7 @@ def _build_policies(
     hw_lo = rng.choice([1, 2, 3], n, p=[0.4, 0.45, 0.15])
     hw_hi = np.where(rng.random(n) < 0.5, 9999, np.maximum(nsess - 1, 2))
     hw_type = rng.choice(4, n, p=[0.35, 0.3, 0.25, 0.1])  # index into HW_TYPES, 3 = null
-    hw_score = rng.choice([60.0, 70.0, 80.0], n)
+    hw_score = rng.choice([60.0, 70.0, 70.0, 80.0], n)
     hw_score_null = np.where(hw_type == 1, rng.random(n) < 0.3, rng.random(n) < 0.9)
     if n >= 3:
         hw_type[:3] = [1, 1, 0]
@@ -460,12 +607,12 @@ def _build_enrollments(
         starts = rng.integers(0, pool, n_lec)
         rows = np.flatnonzero(in_a[lec])
         student[rows] = 200_001 + n_students + perm[(starts[lec[rows]] + within[rows]) % pool]
-        student_type_parts.append(rng.choice(3, pool, p=[0.35, 0.45, 0.20]))
+        student_type_parts.append(rng.choice(3, pool, p=[0.38, 0.47, 0.15]))
         n_students += pool
     student_type = np.concatenate(student_type_parts) if student_type_parts else np.zeros(0, int)
     etype = student_type[student - 200_001] if n else np.zeros(0, dtype=np.int64)
     flip = rng.random(n) < 0.2  # the same student does better in one subject than another
-    etype = np.where(flip, rng.choice(3, n, p=[0.35, 0.45, 0.20]), etype)
+    etype = np.where(flip, rng.choice(3, n, p=[0.38, 0.47, 0.15]), etype)
 
     # Enrollment time: before the term starts, a few late enrollees, a few unknown.
     term_start = term[lec] * DAY
@@ -482,11 +629,16 @@ def _build_enrollments(
     # Status: struggling students drop more; dropped ones stop some weeks into the term.
     dropped = rng.random(n) < np.array([0.03, 0.07, 0.18])[etype]
     status = np.where(dropped, 1, np.where(rng.random(n) < 0.06, 2, 0))  # ACTIVE/DROPPED/null
-    drop_at = np.where(dropped, term_start + rng.integers(3, 22, n) * 7 * DAY, np.iinfo(np.int64).max)
+    drop_at = np.where(
+        dropped, term_start + rng.integers(3, 22, n) * 7 * DAY, np.iinfo(np.int64).max
+    )
+    # a few stop coming without being marked DROPPED (some weeks before the extract)
+    silent = ~dropped & (rng.random(n) < np.array([0.005, 0.015, 0.08])[etype])
+    drop_at = np.where(silent, (REF_DAY - rng.integers(3, 45, n)) * DAY, drop_at)
 
     # Slumps: stretches of absence ("absent") or of showing up but failing exams ("low").
     ns = np.maximum(nsess[lec], 1)
-    p_slump = np.array([0.05, 0.3, 1.0])[etype]
+    p_slump = np.array([0.05, 0.2, 1.0])[etype]
     s1_len = np.where(rng.random(n) < p_slump, rng.integers(1, 8, n), 0)
     s1_len = np.where(etype == 2, np.maximum(s1_len, 2), s1_len)
     s1_start = rng.integers(1, 1_000_000, n) % ns + 1
@@ -496,10 +648,19 @@ def _build_enrollments(
     # Order enrollments by time: enrollment ids grow with enrolled_at.
     order = np.lexsort((np.arange(n), enr_at))
     out = {
-        "lec": lec, "student": student, "type": etype, "enr_at": enr_at,
-        "enr_at_null": enr_at_null, "status": status, "drop_at": drop_at,
-        "s1_start": s1_start, "s1_len": s1_len, "s1_kind": rng.integers(0, 2, n),
-        "s2_start": s2_start, "s2_len": s2_len, "s2_kind": rng.integers(0, 2, n),
+        "lec": lec,
+        "student": student,
+        "type": etype,
+        "enr_at": enr_at,
+        "enr_at_null": enr_at_null,
+        "status": status,
+        "drop_at": drop_at,
+        "s1_start": s1_start,
+        "s1_len": s1_len,
+        "s1_kind": rng.integers(0, 2, n),
+        "s2_start": s2_start,
+        "s2_len": s2_len,
+        "s2_kind": rng.integers(0, 2, n),
     }
     out = {k: v[order] for k, v in out.items()}
     out["id"] = 5_000_001 + np.arange(n, dtype=np.int64)
@@ -575,7 +736,7 @@ def _simulate_chunk(
     absent = absent1 | absent2
     low = (low1 | low2) & ~absent
 
-    p_show = np.array([0.97, 0.9, 0.72])[etype]
+    p_show = np.array([0.98, 0.94, 0.78])[etype]
     p_show = np.where(absent, 0.12, np.where(low, 0.95, p_show))
     show = rng.random(n) < p_show
     offline = show & (rng.random(n) < w.lec_offline[plec])
@@ -608,14 +769,15 @@ def _simulate_chunk(
     review = offline & (rng.random(n) < 0.12)
     has_vid = online | partial | review
     n_vid = has_vid * (1 + rng.binomial(4, 0.45, n))
-    scale = np.array([2.5, 10.0, 30.0])[etype]
+    # most viewers finish the video; the others stop somewhere, struggling ones earlier
+    finish = rng.random(n) < np.where(low, 0.9, np.array([0.96, 0.88, 0.65])[etype])
+    stop = 100 - np.floor(rng.exponential(np.array([8.0, 15.0, 35.0])[etype]))
     final = np.where(
         online,
-        100 - np.floor(rng.exponential(np.where(low, 6.0, scale))),
+        np.where(finish, 100, stop),
         np.where(review, rng.integers(20, 101, n), rng.integers(5, 61, n)),
     )
     final = np.clip(final, 0, 100)
-    final = np.where(online & (final >= 97) & (rng.random(n) < 0.7), 100, final)
     vp, vk = _expand(n_vid)
     last = np.r_[vp[1:] != vp[:-1], True] if vp.size else np.zeros(0, dtype=bool)
     u = np.where(last, 1.0, rng.uniform(0.1, 0.98, vp.size))
@@ -641,9 +803,9 @@ def _simulate_chunk(
     pass_score = w.eff["exam_pass_score"][plec]
     given = ((order >= ex_lo) & (order <= ex_hi)) | (rng.random(n) < 0.03)
     take = given & (show | (rng.random(n) < 0.05))
-    mean = np.array([22.0, 9.0, -6.0])[etype]
+    mean = np.array([20.0, 13.0, -2.0])[etype]
     mean = np.where(low, -20.0, mean)
-    first = np.clip(pass_score + rng.normal(mean, np.where(low, 9.0, 11.0)), 0, 100)
+    first = np.clip(pass_score + rng.normal(mean, np.where(low, 9.0, 10.0)), 0, 100)
     failed_first = first < pass_score
     n_ex = take * (
         1
@@ -656,7 +818,8 @@ def _simulate_chunk(
     x_score = np.where(rng.random(xp.size) < 0.2, np.round(x_score * 2) / 2, np.round(x_score))
     x_null = rng.random(xp.size) < 0.03  # attempt not graded yet / absent from the test
     ex_first_t = np.where(
-        offline, start + rng.integers(60 * MINUTE, 100 * MINUTE, n),
+        offline,
+        start + rng.integers(60 * MINUTE, 100 * MINUTE, n),
         watch_t + rng.integers(40 * MINUTE, 3 * HOUR, n),
     )
     x_inc = np.where(xk == 0, 0, rng.integers(DAY, 4 * DAY, xp.size))
@@ -667,19 +830,25 @@ def _simulate_chunk(
     hw_hi = w.eff["homework_end_session_order"][plec]
     hw_type = w.eff["homework_pass_type"][plec]
     hw_app = ((order >= hw_lo) & (order <= hw_hi)) | (rng.random(n) < 0.03)
-    p_hw = np.array([0.95, 0.82, 0.55])[etype] * np.where(show, 1.0, 0.3)
+    p_hw = np.array([0.98, 0.92, 0.68])[etype] * np.where(show, 1.0, 0.3)
     p_hw = np.where(absent, 0.1, p_hw)
     n_hw = (hw_app & (rng.random(n) < p_hw)) * (1 + (rng.random(n) < 0.08))
     hp, hk = _expand(n_hw)
     nh = hp.size
-    h_score = np.round(np.clip(rng.normal(np.array([88.0, 74.0, 55.0])[etype[hp]], 14.0), 0, 100))
+    h_score = np.round(np.clip(rng.normal(np.array([95.0, 89.0, 72.0])[etype[hp]], 8.0), 0, 100))
     h_score_null = rng.random(nh) >= np.where(hw_type[hp] == 1, 0.95, 0.3)
-    p_ok = np.array([0.92, 0.78, 0.5])[etype[hp]]
+    p_ok = np.array([0.97, 0.9, 0.65])[etype[hp]]
     p_ok = np.where(~h_score_null & (h_score < 60), 0.2, p_ok)
     r = rng.random(nh)
     h_appr = r < p_ok
-    h_appr_null = np.where(hw_type[hp] == 0, rng.random(nh) < 0.8, rng.random(nh) < 0.15)
-    h_inc = np.where(hk == 0, rng.integers(DAY, 6 * DAY, nh), rng.integers(HOUR, 2 * DAY, nh))
+    h_appr_null = np.where(hw_type[hp] == 0, rng.random(nh) < 0.8, rng.random(nh) < 0.05)
+    # homework is mostly handed in within two days, before the next class at the latest
+    h_first = np.where(
+        rng.random(nh) < 0.75,
+        rng.integers(3 * HOUR, 2 * DAY, nh),
+        rng.integers(2 * DAY, 6 * DAY, nh),
+    )
+    h_inc = np.where(hk == 0, h_first, rng.integers(HOUR, 2 * DAY, nh))
     h_t = start[hp] + _group_cumsum(h_inc, hk)
 
     sub_t = np.r_[x_t, h_t]
@@ -693,8 +862,13 @@ def _simulate_chunk(
             pl.Series("submission_id", first_submission_id + np.arange(n_sub, dtype=np.int64)),
             pl.Series("enrollment_id", e["id"][sub_pe]),
             pl.Series("session_id", w.sess_id[sub_ps]),
-            _pick(("exam", "homework"), (np.arange(xp.size + nh) >= xp.size)[sub_order].astype(np.int64)).alias("kind"),
-            _with_nulls(pl.Series("score", np.r_[x_score, h_score]), np.r_[x_null, h_score_null]).gather(sub_order),
+            _pick(
+                ("exam", "homework"),
+                (np.arange(xp.size + nh) >= xp.size)[sub_order].astype(np.int64),
+            ).alias("kind"),
+            _with_nulls(
+                pl.Series("score", np.r_[x_score, h_score]), np.r_[x_null, h_score_null]
+            ).gather(sub_order),
             _with_nulls(
                 pl.Series("teacher_approved", np.r_[np.zeros(xp.size, bool), h_appr]),
                 np.r_[np.ones(xp.size, bool), h_appr_null],
@@ -725,7 +899,9 @@ def _simulate_chunk(
     cr = np.concatenate(cl_r)
     nc = cp.size
     # typed into the admin UI during working hours, to the minute
-    c_t = (start[cp] // DAY + rng.integers(2, 7, nc)) * DAY + rng.integers(10 * 60, 22 * 60, nc) * MINUTE
+    c_t = (start[cp] // DAY + rng.integers(2, 7, nc)) * DAY + rng.integers(
+        10 * 60, 22 * 60, nc
+    ) * MINUTE
     r = rng.random(nc)
     c_appr = np.where(cr >= 2, r < 0.85, r < 0.65)
     c_appr_null = rng.random(nc) < 0.15
@@ -820,11 +996,17 @@ def _bool_text(s: pl.Series, rng: np.random.Generator) -> pl.Series:
         return out
     u = rng.random(n)
     valid = s.is_not_null().to_numpy()
-    for lo, hi, t, f in ((0.0, 0.03, "1", "0"), (0.03, 0.04, "TRUE", "FALSE"), (0.04, 0.045, "True", "False")):
+    for lo, hi, t, f in (
+        (0.0, 0.03, "1", "0"),
+        (0.03, 0.04, "TRUE", "FALSE"),
+        (0.04, 0.045, "True", "False"),
+    ):
         idx = np.flatnonzero((u >= lo) & (u < hi) & valid)
         if idx.size:
             vals = s.gather(idx)
-            out = out.scatter(idx, pl.select(pl.when(vals).then(pl.lit(t)).otherwise(pl.lit(f))).to_series())
+            out = out.scatter(
+                idx, pl.select(pl.when(vals).then(pl.lit(t)).otherwise(pl.lit(f))).to_series()
+            )
     return out
 
 
@@ -877,11 +1059,23 @@ def _parquet_typed(df: pl.DataFrame, table: str, style: int) -> pl.DataFrame:
     return df.select(exprs)
 
 
+def _messy(df: pl.DataFrame, table: str, rng: np.random.Generator, csv: bool) -> pl.DataFrame:
+    """Another export tool: columns in another order, an extra column, padded header names."""
+    graders = ("김지훈", "이서연", "박민준")
+    extra = _pick(graders, rng.integers(0, 3, df.height)).alias("graded_by")
+    df = df.with_columns(extra).select(["graded_by", *reversed(COLUMNS[table])])
+    if csv:
+        df = df.rename({COLUMNS[table][-1]: f" {COLUMNS[table][-1]} "})
+    return df
+
+
 def _splice(clean: pl.DataFrame, bad: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     """Bad rows (text) inserted at random positions among the clean rows (text)."""
     if bad.height == 0:
         return clean
-    keys = np.r_[np.arange(clean.height, dtype=np.float64), rng.uniform(0, clean.height, bad.height)]
+    keys = np.r_[
+        np.arange(clean.height, dtype=np.float64), rng.uniform(0, clean.height, bad.height)
+    ]
     order = np.argsort(keys, kind="stable")
     return pl.concat([clean, bad.select(clean.columns)])[order]
 
@@ -891,29 +1085,40 @@ class _Writer:
         self.out, self.fmt, self.rng, self.pad = out, fmt, rng, pad
         self.rows: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._clinic_handle: Any = None
-        self._clinic_pq: Any = None
+        self._clinic_parts: list[Path] = []
 
-    def write(self, table: str, df: pl.DataFrame, rel: str, *, style: int = 0,
-              bad: pl.DataFrame | None = None) -> None:
-        """Write one file (clean typed rows, plus bad text rows); return nothing."""
+    def write(
+        self,
+        table: str,
+        df: pl.DataFrame,
+        rel: str,
+        *,
+        style: int = 0,
+        bad: pl.DataFrame | None = None,
+        messy: bool = False,
+    ) -> None:
+        """Write one file of clean typed rows; bad text rows are spliced in (CSV) or written to
+        `<rel>/part-000` as an all-text file (Parquet, single-file tables). A messy file has
+        another export tool's header: other column order, an extra column, padded names."""
         path = self.out / f"{rel}.{self.fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "csv":
             text = _as_text(df, table, self.rng, self.pad)
             if bad is not None:
                 text = _splice(text, bad, self.rng)
-            text.write_csv(path)
+            (_messy(text, table, self.rng, csv=True) if messy else text).write_csv(path)
             self.rows[table] += text.height
         else:
-            _parquet_typed(df, table, style).write_parquet(
+            typed = _parquet_typed(df, table, style)
+            (_messy(typed, table, self.rng, csv=False) if messy else typed).write_parquet(
                 path, row_group_size=ROW_GROUP, compression="zstd", statistics=True
             )
             self.rows[table] += df.height
-            if bad is not None and bad.height:
-                self.write_text(table, bad, f"{rel}/part-000" if table not in FOLDER_TABLES else None)
+            if bad is not None and bad.height:  # single-file tables: a folder next to it
+                self.write_text(table, bad, f"{rel}/part-000")
 
-    def write_text(self, table: str, bad: pl.DataFrame, rel: str | None) -> None:
-        assert rel is not None
+    def write_text(self, table: str, bad: pl.DataFrame, rel: str) -> None:
+        """An all-text Parquet file of bad rows (the contract allows text for any column)."""
         path = self.out / f"{rel}.{self.fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
         bad.select(COLUMNS[table]).write_parquet(path, row_group_size=ROW_GROUP, compression="zstd")
@@ -935,24 +1140,18 @@ class _Writer:
             if final:
                 self._clinic_handle.close()
         else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = _parquet_typed(df, "clinic_requests", 0).to_arrow()
-            schema = pa.schema(
-                [
-                    ("enrollment_id", pa.int64()), ("session_id", pa.int64()),
-                    ("reason", pa.string()), ("approved", pa.bool_()), ("memo", pa.string()),
-                    ("requested_at", pa.timestamp("us")),
-                ]
-            )
-            table = table.cast(schema)
-            if self._clinic_pq is None:
-                self._clinic_pq = pq.ParquetWriter(path, schema, compression="zstd")
-            self._clinic_pq.write_table(table, row_group_size=ROW_GROUP)
+            # spool chunk files, then stream them into one file (bounded memory, polars only)
+            spool = self.out / ".clinic_requests.spool"
+            spool.mkdir(exist_ok=True)
+            part = spool / f"part-{len(self._clinic_parts):05d}.parquet"
+            _parquet_typed(df, "clinic_requests", 0).write_parquet(part, compression="zstd")
+            self._clinic_parts.append(part)
             self.rows["clinic_requests"] += df.height
             if final:
-                self._clinic_pq.close()
+                pl.scan_parquet(self._clinic_parts).sink_parquet(
+                    path, compression="zstd", row_group_size=ROW_GROUP, maintain_order=True
+                )
+                shutil.rmtree(spool)
                 if bad is not None and bad.height:
                     self.write_text("clinic_requests", bad, "clinic_requests/part-000")
 
@@ -980,7 +1179,9 @@ class _Bad:
     items: list[tuple[str | None, int, list[dict[str, str | None]]]] = field(default_factory=list)
 
     def add(self, reason: str | None, quarantined: int, *rows: dict[str, Any]) -> None:
-        self.items.append((reason, quarantined, [{c: r.get(c) for c in COLUMNS[self.table]} for r in rows]))
+        self.items.append(
+            (reason, quarantined, [{c: r.get(c) for c in COLUMNS[self.table]} for r in rows])
+        )
 
     def take(self, delivered_clean: int) -> tuple[pl.DataFrame, dict[str, int], int]:
         """Rows that fit the budget; exact re-deliveries (reason None) always fit."""
@@ -999,7 +1200,9 @@ class _Bad:
                 used += q
                 expected[reason] = expected.get(reason, 0) + q
                 collapsed += len(rs) - q if reason == "unknown_reference" else 0
-        frame = pl.DataFrame(rows, schema=dict.fromkeys(COLUMNS[self.table], pl.String), orient="row")
+        frame = pl.DataFrame(
+            rows, schema=dict.fromkeys(COLUMNS[self.table], pl.String), orient="row"
+        )
         return frame, expected, collapsed
 
 
@@ -1021,7 +1224,6 @@ def _build_bad(
     ref: dict[str, pl.DataFrame],
     samples: dict[str, pl.DataFrame],
     next_submission_id: int,
-    rng: np.random.Generator,
 ) -> dict[str, _Bad]:
     bad = {t: _Bad(t) for t in TABLES}
     unknown = iter(range(UNKNOWN_ID, UNKNOWN_ID + 1000))
@@ -1033,9 +1235,12 @@ def _build_bad(
     b.add(None, 0, {**lec_rows[0], "title": f"  {lec_rows[0]['title']} "})  # re-delivery, padded
     b.add("missing_value", 1, {"lecture_id": str(new_lec), "academy_id": "", "title": "신규 강좌"})
     b.add("invalid_type", 1, {"lecture_id": "L-1001", "academy_id": "1", "title": "코드 오류 강좌"})
-    b.add("duplicate_conflict", 2,
-          {"lecture_id": str(new_lec + 1), "academy_id": "1", "title": "고1 수학 기본반 (월)"},
-          {"lecture_id": str(new_lec + 1), "academy_id": "1", "title": "고1 수학 기본반 (수)"})
+    b.add(
+        "duplicate_conflict",
+        2,
+        {"lecture_id": str(new_lec + 1), "academy_id": "1", "title": "고1 수학 기본반 (월)"},
+        {"lecture_id": str(new_lec + 1), "academy_id": "1", "title": "고1 수학 기본반 (수)"},
+    )
 
     # ---- policies: bad rows target lectures without a policy (they keep the default)
     b = bad["policies"]
@@ -1043,18 +1248,31 @@ def _build_bad(
     if pol_rows:
         b.add(None, 0, pol_rows[0])
     no_pol = [int(x) for x in w.lec_id[~w.eff["has_policy"]]]
-    base_pol = {"video_required_rate": "90", "exam_start_session_order": "2",
-                "exam_end_session_order": "9999", "exam_pass_score": "60",
-                "homework_start_session_order": "2", "homework_end_session_order": "9999",
-                "homework_pass_type": "SUBMIT", "homework_pass_score": ""}
+    base_pol = {
+        "video_required_rate": "90",
+        "exam_start_session_order": "2",
+        "exam_end_session_order": "9999",
+        "exam_pass_score": "60",
+        "homework_start_session_order": "2",
+        "homework_end_session_order": "9999",
+        "homework_pass_type": "SUBMIT",
+        "homework_pass_score": "",
+    }
     if no_pol:
-        lid = lambda i: str(no_pol[i % len(no_pol)])  # noqa: E731
+
+        def lid(i: int) -> str:
+            return str(no_pol[i % len(no_pol)])
+
         b.add("invalid_enum", 1, {**base_pol, "lecture_id": lid(0), "homework_pass_type": "submit"})
         b.add("out_of_range", 1, {**base_pol, "lecture_id": lid(1), "video_required_rate": "120"})
         b.add("invalid_type", 1, {**base_pol, "lecture_id": lid(2), "exam_pass_score": "육십점"})
         b.add("unknown_reference", 1, {**base_pol, "lecture_id": str(next(unknown))})
-        b.add("duplicate_conflict", 2, {**base_pol, "lecture_id": lid(3)},
-              {**base_pol, "lecture_id": lid(3), "exam_pass_score": "70"})
+        b.add(
+            "duplicate_conflict",
+            2,
+            {**base_pol, "lecture_id": lid(3)},
+            {**base_pol, "lecture_id": lid(3), "exam_pass_score": "70"},
+        )
         b.add("missing_value", 1, {**base_pol, "lecture_id": "   "})
 
     # ---- sessions: fresh ids, so that no event depends on them
@@ -1062,11 +1280,24 @@ def _build_bad(
     sess_rows = _row_dicts(ref["sessions"].head(3))
     new_sess = int(w.sess_id.max()) + 1 if w.sess_id.size else 100_001
     lec0 = str(int(w.lec_id[0]))
-    mk = lambda i, **kw: {"session_id": str(new_sess + i), "lecture_id": lec0,  # noqa: E731
-                          "session_order": "31", "title": "31차시: 보충 특강",
-                          "session_date": "2026-12-01", **kw}
-    bad_session_unknown = mk(0, lecture_id=str(next(unknown)), session_order="1",
-                             title="1차시: 폐강된 강좌", session_date="2026-03-03")
+
+    def mk(i: int, **kw: str) -> dict[str, str]:
+        return {
+            "session_id": str(new_sess + i),
+            "lecture_id": lec0,
+            "session_order": "31",
+            "title": "31차시: 보충 특강",
+            "session_date": "2026-12-01",
+            **kw,
+        }
+
+    bad_session_unknown = mk(
+        0,
+        lecture_id=str(next(unknown)),
+        session_order="1",
+        title="1차시: 폐강된 강좌",
+        session_date="2026-03-03",
+    )
     bad_session_order0 = mk(1, session_order="0", title="0차시: 예비 소집")
     if sess_rows:
         b.add(None, 0, {**sess_rows[0], "session_id": f" {sess_rows[0]['session_id']}"})
@@ -1074,20 +1305,36 @@ def _build_bad(
     b.add("out_of_range", 1, bad_session_order0)
     b.add("invalid_type", 1, mk(2, session_date="2026/12/08"))
     b.add("missing_value", 1, mk(3, lecture_id=""))
-    b.add("duplicate_conflict", 2, mk(4, title="32차시: 겨울방학 보강"),
-          mk(4, title="32차시: 겨울방학 보강 (변경)"))
+    b.add(
+        "duplicate_conflict",
+        2,
+        mk(4, title="32차시: 겨울방학 보강"),
+        mk(4, title="32차시: 겨울방학 보강 (변경)"),
+    )
     b.add("invalid_type", 1, mk(5, session_order="3차시"))
 
     # ---- enrollments: fresh ids too
     b = bad["enrollments"]
     enr_rows = _row_dicts(ref["enrollments"].head(2))
     new_enr = int(w.enr["id"].max()) + 1 if w.enr["id"].size else 5_000_001
-    mke = lambda i, **kw: {"enrollment_id": str(new_enr + i), "lecture_id": lec0,  # noqa: E731
-                           "student_id": "299999", "status": "ACTIVE",
-                           "enrolled_at": "2026-11-20 15:04:00", **kw}
+
+    def mke(i: int, **kw: str) -> dict[str, str]:
+        return {
+            "enrollment_id": str(new_enr + i),
+            "lecture_id": lec0,
+            "student_id": "299999",
+            "status": "ACTIVE",
+            "enrolled_at": "2026-11-20 15:04:00",
+            **kw,
+        }
+
     bad_enr_unknown = mke(0, lecture_id=str(next(unknown)))
     if enr_rows:
-        b.add(None, 0, {**enr_rows[0], "status": enr_rows[0]["status"] and f"{enr_rows[0]['status']} "})
+        b.add(
+            None,
+            0,
+            {**enr_rows[0], "status": enr_rows[0]["status"] and f"{enr_rows[0]['status']} "},
+        )
     b.add("unknown_reference", 1, bad_enr_unknown)
     b.add("invalid_enum", 1, mke(1, status="active"))
     b.add("missing_value", 1, mke(2, student_id=""))
@@ -1131,7 +1378,8 @@ def _build_bad(
                 q = len(made)
             bad[table].add(reason, q, *made)
 
-    ts = lambda t: TS_COLUMNS[t]  # noqa: E731
+    def ts(table: str) -> str:
+        return TS_COLUMNS[table]
 
     def later(r: dict, table: str, s: int) -> dict:
         return {**r, ts(table): _shift_ts(r[ts(table)], s)}
@@ -1149,18 +1397,34 @@ def _build_bad(
         ("invalid_type", lambda r: [{**r, "recorded_at": r["recorded_at"].replace("-", "/")}]),
         ("unknown_reference", lambda r: [{**r, "enrollment_id": str(next(unknown))}]),
         ("lecture_mismatch", lambda r: mismatch(r, "attendance")),
-        ("duplicate_conflict", lambda r: conflict(
-            r, attendance_type="offline" if r["attendance_type"] == "online" else "online")),
+        (
+            "duplicate_conflict",
+            lambda r: conflict(
+                r, attendance_type="offline" if r["attendance_type"] == "online" else "online"
+            ),
+        ),
         (None, lambda r: [r]),
-        (None, lambda r: [{**r, "recorded_at": _z_form(r["recorded_at"]),
-                           "enrollment_id": f"{r['enrollment_id']}  "}]),
+        (
+            None,
+            lambda r: [
+                {
+                    **r,
+                    "recorded_at": _z_form(r["recorded_at"]),
+                    "enrollment_id": f"{r['enrollment_id']}  ",
+                }
+            ],
+        ),
         ("invalid_type", lambda r: [{**r, "recorded_at": r["recorded_at"][:11] + "24:10:00"}]),
         ("missing_value", lambda r: [{**r, "recorded_at": "   "}]),
         ("invalid_enum", lambda r: [{**r, "attendance_type": "present"}]),
         ("unknown_reference", lambda r: [{**r, "session_id": str(next(unknown))}]),
         ("invalid_type", lambda r: [{**r, "enrollment_id": r["enrollment_id"] + ".0"}]),
-        ("unknown_reference", lambda r: [{**later(r, "attendance", 3),
-                                          "enrollment_id": bad_enr_unknown["enrollment_id"]}]),
+        (
+            "unknown_reference",
+            lambda r: [
+                {**later(r, "attendance", 3), "enrollment_id": bad_enr_unknown["enrollment_id"]}
+            ],
+        ),
     ]
     event_bad("attendance", att_specs)
 
@@ -1185,11 +1449,15 @@ def _build_bad(
     event_bad("video_progress", vid_specs)
 
     new_sub = iter(range(next_submission_id, next_submission_id + 1000))
-    fresh = lambda r, **kw: [{**r, "submission_id": str(next(new_sub)), **kw}]  # noqa: E731
+
+    def fresh(r: dict, **kw: str) -> list[dict]:
+        return [{**r, "submission_id": str(next(new_sub)), **kw}]
 
     def sub_conflict(r: dict) -> list[dict]:
         score = float(r["score"]) if r["score"] is not None else None
-        return conflict(r, score=str(50.0 if score is None else (score + 10 if score <= 90 else score - 10)))
+        return conflict(
+            r, score=str(50.0 if score is None else (score + 10 if score <= 90 else score - 10))
+        )
 
     def collapsed_unknown(r: dict) -> list[dict]:
         row = {**r, "submission_id": str(next(new_sub)), "session_id": str(next(unknown))}
@@ -1204,12 +1472,26 @@ def _build_bad(
         ("out_of_range", lambda r: fresh(r, score="-5")),
         ("missing_value", lambda r: fresh(r, submitted_at="")),
         ("unknown_reference", lambda r: fresh(r, enrollment_id=str(next(unknown)))),
-        ("lecture_mismatch", lambda r: [{**fresh(r)[0], "session_id": other_session(r["enrollment_id"])}]
-         if other_session(r["enrollment_id"]) else []),
+        (
+            "lecture_mismatch",
+            lambda r: (
+                [{**fresh(r)[0], "session_id": other_session(r["enrollment_id"])}]
+                if other_session(r["enrollment_id"])
+                else []
+            ),
+        ),
         ("duplicate_conflict", sub_conflict),
         (None, lambda r: [r]),
-        (None, lambda r: [{**r, "submitted_at": _z_form(r["submitted_at"]),
-                           "submission_id": f" {r['submission_id']} "}]),
+        (
+            None,
+            lambda r: [
+                {
+                    **r,
+                    "submitted_at": _z_form(r["submitted_at"]),
+                    "submission_id": f" {r['submission_id']} ",
+                }
+            ],
+        ),
         (None, lambda r: [{**r, "kind": f"{r['kind']} "}]),
         ("invalid_type", lambda r: fresh(r, score="NaN")),
         ("invalid_type", lambda r: fresh(r, teacher_approved="yes")),
@@ -1228,11 +1510,19 @@ def _build_bad(
         ("unknown_reference", lambda r: [{**r, "enrollment_id": str(next(unknown))}]),
         ("invalid_type", lambda r: [{**later(r, "clinic_requests", 2), "approved": "Y"}]),
         ("missing_value", lambda r: [{**r, "requested_at": ""}]),
-        ("duplicate_conflict", lambda r: conflict(
-            r, approved="false" if r["approved"] == "true" else "true",
-            memo="보강 일정 변경, 학부모 확인 완료")),
+        (
+            "duplicate_conflict",
+            lambda r: conflict(
+                r,
+                approved="false" if r["approved"] == "true" else "true",
+                memo="보강 일정 변경, 학부모 확인 완료",
+            ),
+        ),
         (None, lambda r: [r]),
-        ("invalid_type", lambda r: [{**later(r, "clinic_requests", 3), "requested_at": "2026-13-01 10:00"}]),
+        (
+            "invalid_type",
+            lambda r: [{**later(r, "clinic_requests", 3), "requested_at": "2026-13-01 10:00"}],
+        ),
     ]
     event_bad("clinic_requests", cl_specs)
     return bad
@@ -1240,6 +1530,21 @@ def _build_bad(
 
 # ---------------------------------------------------------------------------------------------
 # Entry point.
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove what an earlier run wrote here, so no stale part file is read with the new ones."""
+    for table in TABLES:
+        for ext in ("csv", "parquet"):
+            (out / f"{table}.{ext}").unlink(missing_ok=True)
+            folder = out / table
+            if folder.is_dir():
+                for part in folder.glob(f"part-*.{ext}"):
+                    part.unlink()
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+    (out / "_manifest.json").unlink(missing_ok=True)
+    shutil.rmtree(out / ".clinic_requests.spool", ignore_errors=True)
 
 
 def generate_extracts(
@@ -1259,6 +1564,7 @@ def generate_extracts(
         raise ValueError("academies must be >= 1 and enrollments >= 0")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out)
 
     root = np.random.default_rng(seed)
     world = _build_world(root, academies, enrollments)
@@ -1291,7 +1597,7 @@ def generate_extracts(
         final = c == n_chunks - 1
         chunk_bad: dict[str, pl.DataFrame] = {}
         if final and bad_rows:
-            bad = _build_bad(world, ref, samples, sub_id, bad_rng)
+            bad = _build_bad(world, ref, samples, sub_id)
             for t in TABLES:
                 n_clean = totals[t] if t in frames else ref[t].height
                 frame, exp, col = bad[t].take(n_clean)
@@ -1300,10 +1606,12 @@ def generate_extracts(
                 collapsed[t] = col
         for t in FOLDER_TABLES:
             b = chunk_bad.get(t)
+            # one daily drop of submissions comes from another export tool
+            messy = bad_rows and t == "submissions" and c == min(1, n_chunks - 1)
             if fmt == "csv":
-                writer.write(t, frames[t], f"{t}/part-{c:03d}", style=c % 3, bad=b)
+                writer.write(t, frames[t], f"{t}/part-{c:03d}", style=c % 3, bad=b, messy=messy)
             else:
-                writer.write(t, frames[t], f"{t}/part-{c:03d}", style=c % 3)
+                writer.write(t, frames[t], f"{t}/part-{c:03d}", style=c % 3, messy=messy)
                 if b is not None and b.height:
                     writer.write_text(t, b, f"{t}/part-{n_chunks:03d}")
         writer.append_clinic(frames["clinic_requests"], chunk_bad.get("clinic_requests"), final)
@@ -1315,16 +1623,17 @@ def generate_extracts(
         if bad is not None:
             frame, _, _ = bad[t].take(ref[t].height)
             b = frame
-        if fmt == "parquet" and t in ("lectures", "policies") and b is not None and b.height:
-            # only exact re-deliveries or text-compatible rows would fit natively; keep them text
-            writer.write(t, ref[t], t, bad=b)
-        else:
-            writer.write(t, ref[t], t, bad=b)
+        writer.write(t, ref[t], t, bad=b)
 
     manifest = {
         "generator": "pipelines.generate",
-        "args": {"academies": academies, "enrollments": enrollments, "seed": seed, "fmt": fmt,
-                 "bad_rows": bad_rows},
+        "args": {
+            "academies": academies,
+            "enrollments": enrollments,
+            "seed": seed,
+            "fmt": fmt,
+            "bad_rows": bad_rows,
+        },
         "extract_at": "2026-11-25 06:00:00",
         "rows": writer.rows,
         "expected_quarantine": expected,
