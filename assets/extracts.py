@@ -6,14 +6,13 @@ and its audit row are replaced in one transaction.
 
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.ingest import TableIngest, ingest_table
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
 from pipelines.core.warehouse import read_table, replace_tables
 from pipelines.metadata import frame_metadata, table_doc
-from pipelines.resources import ProgressSettings
+from pipelines.resources import ProgressSettings, WarehouseResource
 
 AUDIT_TABLE = "raw.ingest_audit"
 AUDIT_DDL = f"""
@@ -73,7 +72,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
         ],
     )
     def _ingest(context: dg.AssetExecutionContext, settings: ProgressSettings,
-                warehouse: DuckDBResource):
+                warehouse: WarehouseResource):
         with warehouse.get_connection() as con:
             refs = {t: read_table(con, f"raw.{t}") for t in upstream}
         result = ingest_table(table, settings.landing, settings.timezone, refs)

@@ -7,15 +7,15 @@ one transaction: a reader never sees session_progress from one run and risk_log 
 
 import dagster as dg
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from pipelines.core.contract import TABLES
 from pipelines.core.labels import dim_labels
 from pipelines.core.marts import build_marts
+from pipelines.core.publish import content_hash
 from pipelines.core.schemas import MART_MODELS, table_description, validate
 from pipelines.core.warehouse import read_table, replace_tables
 from pipelines.metadata import frame_metadata, preview, table_doc
-from pipelines.resources import ProgressSettings
+from pipelines.resources import ProgressSettings, WarehouseResource
 
 PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
 
@@ -38,7 +38,7 @@ def risk_distribution(progress: pl.DataFrame) -> dict[str, int]:
     specs=[_spec(name, [dg.AssetKey(["raw", t]) for t in TABLES]) for name in PROGRESS_MARTS],
 )
 def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings,
-                   warehouse: DuckDBResource):
+                   warehouse: WarehouseResource):
     """Session completion, lecture aggregates, risk trajectory and clinic candidates."""
     as_of = settings.as_of_instant()
     context.log.info(f"computing marts as of {as_of:%Y-%m-%d %H:%M:%S} ({settings.timezone})")
@@ -53,8 +53,11 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
             {f"marts.{name}": frame for name, frame in marts.items()},
             {f"marts.{name}": table_doc(MART_MODELS[name]) for name in marts},
         )
+    hashes = {name: content_hash(frame) for name, frame in marts.items()}
+    warehouse.record_marts(as_of, hashes)
     for name, frame in marts.items():
-        extra: dict[str, object] = {"as_of": as_of.isoformat(sep=" ")}
+        extra: dict[str, object] = {"as_of": as_of.isoformat(sep=" "),
+                                    "content_hash": hashes[name]}
         if name == "lecture_progress":
             extra["risk_distribution"] = risk_distribution(frame)
             extra["preview"] = preview(
@@ -69,7 +72,7 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
 
 @dg.asset(key=["marts", "dim_labels"], group_name="marts", kinds={"duckdb"},
           description=table_description(MART_MODELS["dim_labels"]))
-def dim_labels_mart(warehouse: DuckDBResource) -> dg.MaterializeResult:
+def dim_labels_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
     frame = dim_labels()
     validate(MART_MODELS["dim_labels"], frame)
     with warehouse.get_connection() as con:

@@ -2,19 +2,19 @@
 
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.schemas import RAW_MODELS, quarantine_models
 from pipelines.core.warehouse import read_table
 from pipelines.pandera_checks import schema_check_result
+from pipelines.resources import WarehouseResource
 
 WARN_SHARE = 0.01  # any table: warn above 1% of delivered rows quarantined
 BLOCK_SHARE = 0.05  # event tables: above 5% is a broken extract; the marts are not refreshed
 
 
-def _audit(warehouse: DuckDBResource, table: str) -> dict:
-    with warehouse.get_connection() as con:
+def _audit(warehouse: WarehouseResource, table: str) -> dict:
+    with warehouse.read_connection() as con:
         row = con.execute(
             "SELECT * FROM raw.ingest_audit WHERE table_name = ?", [table]
         ).pl().to_dicts()
@@ -48,28 +48,28 @@ def build_extract_checks(table: str) -> list[dg.AssetChecksDefinition]:
 
     @dg.asset_check(asset=raw_key, name="raw_schema", blocking=True,
                     description="Every row matches the contract types, ranges and key.")
-    def raw_schema(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        with warehouse.get_connection() as con:
+    def raw_schema(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.read_connection() as con:
             frame = read_table(con, f"raw.{table}")
         return schema_check_result(RAW_MODELS[table], frame)
 
     @dg.asset_check(asset=quarantine_key, name="quarantine_schema",
                     description="Quarantined rows carry a known reason, file and record number.")
-    def quarantine_schema(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        with warehouse.get_connection() as con:
+    def quarantine_schema(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.read_connection() as con:
             frame = read_table(con, f"quarantine.{table}")
         return schema_check_result(quarantine_models()[table], frame)
 
     @dg.asset_check(asset=raw_key, name="quarantine_share", blocking=True,
                     description="Share of delivered rows quarantined: warn > 1%; event tables "
                     "fail > 5% and block the marts.")
-    def quarantine_share(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def quarantine_share(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         audit = _audit(warehouse, table)
         return quarantine_share_outcome(table, audit["quarantined_rows"], audit["delivered_rows"])
 
     @dg.asset_check(asset=raw_key, name="rows_conserved", blocking=True,
                     description="delivered = used + collapsed duplicates + quarantined.")
-    def rows_conserved(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def rows_conserved(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         a = _audit(warehouse, table)
         accounted = a["raw_count"] + a["collapsed_duplicates"] + a["quarantine_count"]
         passed = accounted == a["delivered_rows"] and a["raw_count"] == a["used_rows"]

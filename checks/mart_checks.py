@@ -3,16 +3,16 @@
 
 import dagster as dg
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from pipelines.core import invariants
 from pipelines.core.schemas import MART_MODELS
 from pipelines.core.warehouse import read_table
 from pipelines.pandera_checks import schema_check_result
+from pipelines.resources import WarehouseResource
 
 
-def _read(warehouse: DuckDBResource, *names: str) -> list[pl.DataFrame]:
-    with warehouse.get_connection() as con:
+def _read(warehouse: WarehouseResource, *names: str) -> list[pl.DataFrame]:
+    with warehouse.read_connection() as con:
         return [read_table(con, name) for name in names]
 
 
@@ -27,7 +27,7 @@ def _invariant_result(violations: list[str]) -> dg.AssetCheckResult:
 def build_schema_check(name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=dg.AssetKey(["marts", name]), name="schema",
                     description="Types, nullability, enums, ranges and the grain's unique key.")
-    def _schema(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def _schema(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         (frame,) = _read(warehouse, f"marts.{name}")
         return schema_check_result(MART_MODELS[name], frame)
 
@@ -37,7 +37,7 @@ def build_schema_check(name: str) -> dg.AssetChecksDefinition:
 @dg.asset_check(asset=dg.AssetKey(["marts", "lecture_progress"]), name="invariants",
                 description="One row per enrollment; completed <= held/total; rate and risk "
                 "rule consistent.")
-def lecture_progress_invariants(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def lecture_progress_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     progress, enrollments = _read(warehouse, "marts.lecture_progress", "raw.enrollments")
     return _invariant_result(invariants.lecture_progress_violations(progress, enrollments.height))
 
@@ -45,7 +45,7 @@ def lecture_progress_invariants(warehouse: DuckDBResource) -> dg.AssetCheckResul
 @dg.asset_check(asset=dg.AssetKey(["marts", "session_progress"]), name="invariants",
                 description="One row per enrollment x session; completions agree with "
                 "lecture_progress.")
-def session_progress_invariants(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def session_progress_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     sessions, progress = _read(warehouse, "marts.session_progress", "marts.lecture_progress")
     return _invariant_result(invariants.session_progress_violations(sessions, progress))
 
@@ -53,7 +53,7 @@ def session_progress_invariants(warehouse: DuckDBResource) -> dg.AssetCheckResul
 @dg.asset_check(asset=dg.AssetKey(["marts", "risk_log"]), name="invariants",
                 description="Each at-risk enrollment's last risk_log row equals its "
                 "lecture_progress risk.")
-def risk_log_invariants(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def risk_log_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     log, progress = _read(warehouse, "marts.risk_log", "marts.lecture_progress")
     return _invariant_result(invariants.risk_log_violations(log, progress))
 
@@ -61,7 +61,7 @@ def risk_log_invariants(warehouse: DuckDBResource) -> dg.AssetCheckResult:
 @dg.asset_check(asset=dg.AssetKey(["marts", "clinic_links"]), name="invariants",
                 description="AUTO_FAILED = failed held sessions and AUTO_RISK = at-risk ACTIVE "
                 "enrollments.")
-def clinic_links_invariants(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def clinic_links_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     links, progress = _read(warehouse, "marts.clinic_links", "marts.lecture_progress")
     return _invariant_result(invariants.clinic_link_violations(links, progress))
 

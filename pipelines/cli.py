@@ -57,12 +57,14 @@ def run(
         "offset); default now.")] = None,
     timezone: Annotated[str, typer.Option(help="Local time zone of the academy.")] = "Asia/Seoul",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Dagster logs.")] = False,
+    lock_timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for another run writing the same warehouse.")] = 300.0,
 ) -> None:
     """Ingest the extracts and publish the marts in one Dagster run, then summarize."""
     try:
         from pipelines.runner import RunFailed, run_pipeline
 
-        report = run_pipeline(landing, warehouse, as_of, timezone, verbose)
+        report = run_pipeline(landing, warehouse, as_of, timezone, verbose, lock_timeout)
     except typer.Exit:
         raise
     except RunFailed as exc:
@@ -75,6 +77,12 @@ def run(
     for name, count in report.table_rows.items():
         rows.add_row(name, f"{count:,}")
     console.print(rows)
+    ledger = Table("table", "delivered", "used", "collapsed", "quarantined",
+                   title="rows delivered = used + collapsed duplicates + quarantined")
+    for entry in sorted(report.ledger, key=lambda e: e["table_name"]):
+        ledger.add_row(entry["table_name"], *(f"{entry[k]:,}" for k in (
+            "delivered_rows", "used_rows", "collapsed_duplicates", "quarantined_rows")))
+    console.print(ledger)
     reasons = Table("table", "reason", "rows", title="quarantine by reason")
     for table, counts in report.quarantine_reasons.items():
         for reason, count in counts.items():

@@ -10,7 +10,7 @@ import dagster as dg
 
 from assets import all_assets
 from checks import all_checks
-from pipelines.resources import ProgressSettings, warehouse_resource
+from pipelines.resources import ProgressSettings, WarehouseResource
 
 progress_job = dg.define_asset_job(
     "progress_job",
@@ -27,7 +27,7 @@ defs = dg.Definitions(
             landing_dir=dg.EnvVar("PROGRESS_LANDING"),
             timezone=dg.EnvVar("PROGRESS_TIMEZONE"),
         ),
-        "warehouse": warehouse_resource(dg.EnvVar("PROGRESS_WAREHOUSE")),
+        "warehouse": WarehouseResource(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
     },
     # One process writes the DuckDB file: steps run one after another in the run's process.
     executor=dg.in_process_executor,

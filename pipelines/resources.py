@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
+import duckdb
+from filelock import FileLock
+from pydantic import PrivateAttr
 
+from pipelines.core import publish
 from pipelines.core.marts import RiskThresholds
 from pipelines.core.parse import parse_instant
 
@@ -40,5 +45,64 @@ class ProgressSettings(dg.ConfigurableResource):
         return RiskThresholds(warning=self.warning_streak, danger=self.danger_streak)
 
 
-def warehouse_resource(database: str | dg.EnvVar) -> DuckDBResource:
-    return DuckDBResource(database=database)
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse, written through a staging copy and published atomically.
+
+    For the whole run the resource holds the one-writer lock; every connection it hands out
+    is to the staging file, and when the run ends whatever it wrote is published with one
+    rename, with a `marts.publication` row. Readers open `path` read-only at any time.
+    """
+
+    path: str
+    lock_timeout_seconds: float = 600.0
+
+    _lock: FileLock | None = PrivateAttr(default=None)
+    _wrote: bool = PrivateAttr(default=False)
+    _marts: publish.Publication | None = PrivateAttr(default=None)
+    _run_id: str = PrivateAttr(default="")
+
+    @property
+    def published(self) -> Path:
+        return Path(self.path)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run.run_id if context.run else ""
+        self._lock = publish.writer_lock(self.published, self.lock_timeout_seconds)
+        if context.log:
+            context.log.info(f"waiting for the writer lock of {self.published}")
+        publish.acquire(self._lock, self.published, self.lock_timeout_seconds)
+        publish.begin_staging(self.published)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        try:
+            if self._wrote:
+                marts = self._marts or publish.Publication(self._run_id, None, False, {})
+                publish.publish(self.published, marts)
+            else:
+                publish.discard_staging(self.published)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection to this run's staging file."""
+        self._wrote = True
+        con = duckdb.connect(str(publish.staging_path(self.published)))
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def read_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for checks that only read this run's staging file."""
+        con = duckdb.connect(str(publish.staging_path(self.published)))
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def record_marts(self, as_of: datetime, hashes: dict[str, str]) -> None:
+        """Note that this run refreshed the marts (as of `as_of`) for the publication row."""
+        self._marts = publish.Publication(self._run_id, as_of, True, hashes)

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 
 from assets import all_assets
 from checks import all_checks
 from pipelines.core.contract import TABLES
 from pipelines.core.extracts import find_files
-from pipelines.resources import DEFAULT_TIMEZONE, ProgressSettings
+from pipelines.resources import DEFAULT_TIMEZONE, ProgressSettings, WarehouseResource
 
 
 class RunFailed(Exception):
@@ -35,6 +34,8 @@ class RunReport:
     refused_files: list[str] = field(default_factory=list)
     risk_levels: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    ledger: list[dict] = field(default_factory=list)
+    publication: dict = field(default_factory=dict)
 
 
 def _instance() -> dg.DagsterInstance:
@@ -43,17 +44,25 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+def _root_message(error) -> str:
+    """The innermost error's first line: our own reason rather than Dagster's wrapper."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    message = (error.message if error else "failed").strip().splitlines()[0]
+    # "module.ClassName: reason" -> "reason"
+    head, _, rest = message.partition(": ")
+    return rest if rest and "." in head and " " not in head else message
+
+
 def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
     """The first reason the run did not publish: a blocking check, else a failed step."""
     for evaluation in _check_evaluations(result):
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             return evaluation.description or f"check {evaluation.check_name} failed"
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data:
-            error = event.step_failure_data.error
-            message = (error.message if error else "step failed").strip().splitlines()[0]
-            # dagster.Failure carries our own one-line reason after the class name
-            return message.split(": ", 1)[1] if message.startswith("dagster.") else message
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            return _root_message(error)
     return None
 
 
@@ -84,6 +93,13 @@ def _summarize(report: RunReport, warehouse: Path) -> None:
                 "SELECT refused_files FROM raw.ingest_audit WHERE refused_files IS NOT NULL"
             ).fetchall()
         ]
+        report.ledger = con.execute(
+            "SELECT table_name, delivered_rows, used_rows, collapsed_duplicates, "
+            "quarantined_rows FROM raw.ingest_audit"
+        ).pl().to_dicts()
+        report.publication = con.execute(
+            "SELECT * FROM marts.publication ORDER BY published_at DESC LIMIT 1"
+        ).pl().to_dicts()[0]
         report.risk_levels = dict(con.execute(
             "SELECT risk_level, count(*) FROM marts.lecture_progress GROUP BY 1"
         ).fetchall())
@@ -95,6 +111,7 @@ def run_pipeline(
     as_of: str | None = None,
     timezone: str = DEFAULT_TIMEZONE,
     verbose: bool = False,
+    lock_timeout: float = 600.0,
 ) -> RunReport:
     """Materialize every asset and check once; raise RunFailed with a one-line reason."""
     if not landing.is_dir():
@@ -109,7 +126,8 @@ def run_pipeline(
     result = dg.materialize(
         [*all_assets, *all_checks],
         resources={"settings": settings,
-                   "warehouse": DuckDBResource(database=str(warehouse))},
+                   "warehouse": WarehouseResource(path=str(warehouse),
+                                                lock_timeout_seconds=lock_timeout)},
         instance=_instance(),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

@@ -9,14 +9,13 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from assets import all_assets
 from checks import all_checks
 from pipelines.core.contract import TABLES
 from pipelines.core.warehouse import replace_tables
 from pipelines.definitions import defs
-from pipelines.resources import ProgressSettings
+from pipelines.resources import ProgressSettings, WarehouseResource
 from pipelines.runner import RunFailed, run_pipeline
 from tests.conftest import landing_with, marts_for
 
@@ -35,7 +34,7 @@ def materialize(landing: Path, warehouse: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*all_assets, *all_checks],
         resources={"settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF),
-                   "warehouse": DuckDBResource(database=str(warehouse))},
+                   "warehouse": WarehouseResource(path=str(warehouse))},
         raise_on_error=False,
     )
 
