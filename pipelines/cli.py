@@ -9,12 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_consume import export, report
+
 app = typer.Typer(
     help="Academy progress pipeline: extracts -> DuckDB -> progress marts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command()(export)
+app.command()(report)
 console = Console()
 err = Console(stderr=True)
 

@@ -14,7 +14,7 @@ from pipelines.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["generate"], ["run"], ["sql"]])
+@pytest.mark.parametrize("command", [[], ["generate"], ["run"], ["sql"], ["export"], ["report"]])
 def test_help_on_every_command(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output

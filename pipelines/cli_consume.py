@@ -1,0 +1,88 @@
+"""`progress export` and `progress report`: the consumer-facing commands (issue 6).
+
+Plain typer command functions; `pipelines/cli.py` registers them (`app.command()(export)`).
+Both open the warehouse read-only and fail with one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
+DEFAULT_EXPORTS = Path("data/exports")
+DEFAULT_REPORT = Path("data/report.html")
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def export(
+    warehouse: Annotated[Path, typer.Option(
+        help="DuckDB warehouse file to export (opened read-only).")] = DEFAULT_WAREHOUSE,
+    out: Annotated[Path, typer.Option(
+        help="Export folder; replaced atomically as a whole (an existing folder that is not an "
+        "export is refused).")] = DEFAULT_EXPORTS,
+) -> None:
+    """Export every mart and analyst view per academy (Parquet + CSV with BOM) with a manifest."""
+    from pipelines.core.exports import ExportError, export_warehouse
+
+    try:
+        manifest = export_warehouse(warehouse, out)
+    except ExportError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # never a traceback to the user
+        _fail(_one_line(exc))
+    rows: dict[str, int] = {}
+    for entry in manifest["files"]:
+        if entry["format"] == "parquet":
+            rows[entry["table"]] = rows.get(entry["table"], 0) + entry["rows"]
+    table = Table("table / view", "rows", title=f"exported to {out}")
+    for name, count in rows.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    academies = ", ".join(map(str, manifest["academies"])) or "none"
+    console.print(f"as of {manifest['as_of'] or '-'} · academies {academies} · "
+                  f"{len(manifest['files'])} files · {out / 'manifest.json'}", highlight=False,
+                  soft_wrap=True)
+
+
+def report(
+    academy: Annotated[int | None, typer.Option(
+        help="Academy id to report on; default every academy.")] = None,
+    out: Annotated[Path, typer.Option(
+        help="HTML file to write (one self-contained page that opens offline).")
+    ] = DEFAULT_REPORT,
+    warehouse: Annotated[Path, typer.Option(
+        help="DuckDB warehouse file (opened read-only).")] = DEFAULT_WAREHOUSE,
+) -> None:
+    """Write the visual report: risk per lecture, completion funnel, clinic queue, risk trend."""
+    try:
+        from pipelines.report import ReportError, write_report
+    except ImportError as exc:
+        _fail(f"the report needs the plotly package ({exc.name} is missing); run `uv sync`")
+    try:
+        result = write_report(warehouse, out, academy)
+    except ReportError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # never a traceback to the user
+        _fail(_one_line(exc))
+    scope = f"academy {academy}" if academy is not None else "every academy"
+    console.print(f"report for {scope} as of {result.as_of or '-'} -> {result.path} "
+                  f"({len(result.charts)} charts)", highlight=False, soft_wrap=True)
+    for title in result.notes:
+        console.print(f"  no data for: {title}", highlight=False)

@@ -1,0 +1,546 @@
+"""Analyst views over the marts (issue 6): at-risk students, lecture summary, session funnel,
+clinic queue.
+
+Each view is plain SQL over `marts.*` (plus the titles in `raw.lectures` / `raw.sessions`), with
+Korean labels joined from `marts.dim_labels` and a `COMMENT ON` for the view and every column, so
+`duckdb_views()` / `duckdb_columns()` document them like the tables. Every time-relative figure
+(days since the last activity, days waiting) is computed against the marts' `calculated_at`
+(the run's as-of), never against the wall clock, so a view returns the same rows for the same
+warehouse whenever it is queried.
+
+`create_views(con)` (re)creates all four in one transaction. The same SQL is used by the
+exports and the HTML report (`view_query`), so they work even on a warehouse whose views were
+never created, and always agree with this module.
+
+No orchestration dependency: only DuckDB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from .marts import INCOMPLETE, LOW_SCORE, REASON_TEMPLATES
+
+SCHEMA = "marts"
+
+_AS_OF = (
+    "The marts' calculated_at: the run's as-of instant, naive local time in the pipeline's zone "
+    "(default Asia/Seoul)."
+)
+_LECTURE_TITLE = (
+    "Lecture title from raw.lectures (the latest valid extract); null when not delivered."
+)
+_SESSION_TITLE = (
+    "Session title from raw.sessions (the latest valid extract); null when not delivered."
+)
+
+
+@dataclass(frozen=True)
+class View:
+    """One analyst view: its SELECT (without ORDER BY), row order, description and columns."""
+
+    name: str
+    select: str
+    order_by: str
+    description: str
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+    @property
+    def sql(self) -> str:
+        """The view's full query, ordered."""
+        return f"{self.select.rstrip()}\nORDER BY {self.order_by}"
+
+
+def _label(alias: str, domain: str, code: str) -> str:
+    """LEFT JOIN of dim_labels for one enum column."""
+    return (
+        f"LEFT JOIN marts.dim_labels AS {alias} "
+        f"ON {alias}.domain = '{domain}' AND {alias}.code = {code}"
+    )
+
+
+_STREAK = (
+    f"CASE lp.risk_rule WHEN '{LOW_SCORE}' THEN lp.consecutive_low_scores "
+    "ELSE lp.consecutive_failed_sessions END"
+)
+
+AT_RISK = View(
+    name="v_at_risk_students",
+    select=f"""
+WITH last_change AS (
+    SELECT enrollment_id, session_order AS risk_since_session_order,
+           session_date AS risk_since_session_date
+    FROM marts.risk_log
+    QUALIFY row_number() OVER (
+        PARTITION BY enrollment_id ORDER BY session_order DESC, session_id DESC) = 1
+)
+SELECT
+    lp.academy_id,
+    lp.lecture_id,
+    lec.title AS lecture_title,
+    lp.enrollment_id,
+    lp.student_id,
+    lp.risk_level,
+    rl.label_ko AS risk_level_ko,
+    lp.risk_rule,
+    rr.label_ko AS risk_rule_ko,
+    {_STREAK} AS streak,
+    CASE lp.risk_rule
+        WHEN '{LOW_SCORE}' THEN format('{REASON_TEMPLATES[LOW_SCORE]}', {_STREAK})
+        ELSE format('{REASON_TEMPLATES[INCOMPLETE]}', {_STREAK})
+    END AS reason,
+    lc.risk_since_session_order,
+    lc.risk_since_session_date,
+    lp.consecutive_failed_sessions,
+    lp.consecutive_low_scores,
+    lp.held_sessions,
+    lp.completed_sessions,
+    lp.failed_sessions,
+    lp.completion_rate,
+    lp.avg_exam_score,
+    lp.last_session_id,
+    sp.session_order AS last_session_order,
+    ses.title AS last_session_title,
+    sp.session_date AS last_session_date,
+    lp.last_activity_at,
+    date_diff('day', CAST(lp.last_activity_at AS DATE), CAST(lp.calculated_at AS DATE))
+        AS days_since_last_activity,
+    lp.calculated_at
+FROM marts.lecture_progress AS lp
+LEFT JOIN last_change AS lc ON lc.enrollment_id = lp.enrollment_id
+LEFT JOIN marts.session_progress AS sp
+    ON sp.enrollment_id = lp.enrollment_id AND sp.session_id = lp.last_session_id
+LEFT JOIN raw.lectures AS lec ON lec.lecture_id = lp.lecture_id
+LEFT JOIN raw.sessions AS ses ON ses.session_id = lp.last_session_id
+{_label("rl", "risk_level", "lp.risk_level")}
+{_label("rr", "risk_rule", "lp.risk_rule")}
+WHERE lp.risk_level IN ('WARNING', 'DANGER')
+""",
+    order_by=(
+        "(risk_level = 'DANGER') DESC, streak DESC, days_since_last_activity DESC NULLS FIRST, "
+        "academy_id, lecture_id, enrollment_id"
+    ),
+    description=(
+        "Students who need attention now: one row per ACTIVE enrollment whose current risk "
+        "level (marts.lecture_progress, as of calculated_at) is WARNING or DANGER, unique on "
+        "enrollment_id; DANGER first, then the longest streak, then the longest silence. Korean "
+        "labels from marts.dim_labels; titles from raw.lectures / raw.sessions."
+    ),
+    columns={
+        "academy_id": "Academy (tenant) running the lecture.",
+        "lecture_id": "Lecture of the enrollment.",
+        "lecture_title": _LECTURE_TITLE,
+        "enrollment_id": "Enrollment (a student in one lecture); unique in this view.",
+        "student_id": "Student of the enrollment.",
+        "risk_level": "WARNING or DANGER (lecture_progress.risk_level).",
+        "risk_level_ko": "Korean label of risk_level (주의 / 위험), from marts.dim_labels.",
+        "risk_rule": (
+            "Cause of the level (lecture_progress.risk_rule): CONSECUTIVE_INCOMPLETE or "
+            "CONSECUTIVE_LOW_SCORE."
+        ),
+        "risk_rule_ko": "Korean label of risk_rule (연속 미완료 / 연속 저점수), from marts.dim_labels.",
+        "streak": (
+            "Current length of the streak of the rule: consecutive_low_scores for "
+            "CONSECUTIVE_LOW_SCORE, else consecutive_failed_sessions."
+        ),
+        "reason": (
+            "Display text as in marts.risk_log: 연속 {streak}차시 미완료 for "
+            "CONSECUTIVE_INCOMPLETE, 연속 {streak}회 저점수 for CONSECUTIVE_LOW_SCORE."
+        ),
+        "risk_since_session_order": (
+            "session_order of the enrollment's latest marts.risk_log row: the held session after "
+            "which the current (level, rule) began."
+        ),
+        "risk_since_session_date": (
+            "session_date of that risk_log row; null when the session has no date."
+        ),
+        "consecutive_failed_sessions": "lecture_progress.consecutive_failed_sessions.",
+        "consecutive_low_scores": "lecture_progress.consecutive_low_scores.",
+        "held_sessions": "Sessions of the lecture held as of calculated_at.",
+        "completed_sessions": "Sessions of the lecture the enrollment completed.",
+        "failed_sessions": "Held sessions the enrollment has not completed.",
+        "completion_rate": "completed_sessions / total sessions of the lecture, 0..1.",
+        "avg_exam_score": (
+            "Mean counted exam score over held exam sessions; null when there is none."
+        ),
+        "last_session_id": "The last held session of the lecture (lecture_progress).",
+        "last_session_order": "session_order of last_session_id.",
+        "last_session_title": _SESSION_TITLE,
+        "last_session_date": "session_date of last_session_id; null when it has no date.",
+        "last_activity_at": (
+            "The enrollment's latest attendance, video or submission timestamp up to "
+            "calculated_at; null when none."
+        ),
+        "days_since_last_activity": (
+            "Calendar days from the date of last_activity_at to the date of calculated_at (the "
+            "marts' as-of, NOT today's date), so the value is reproducible for a given run; null "
+            "when the enrollment has no activity at all."
+        ),
+        "calculated_at": _AS_OF,
+    },
+)
+
+LECTURE_SUMMARY = View(
+    name="v_lecture_summary",
+    select="""
+WITH enrollment AS (
+    SELECT
+        academy_id,
+        lecture_id,
+        count(*) AS enrollments,
+        count(*) FILTER (WHERE status = 'ACTIVE') AS active_enrollments,
+        count(*) FILTER (WHERE status = 'DROPPED') AS dropped_enrollments,
+        max(total_sessions) AS total_sessions,
+        max(held_sessions) AS held_sessions,
+        avg(completion_rate) FILTER (WHERE status = 'ACTIVE') AS avg_completion_rate,
+        avg(avg_exam_score) FILTER (WHERE status = 'ACTIVE') AS avg_exam_score,
+        count(*) FILTER (WHERE status = 'ACTIVE' AND risk_level = 'NORMAL') AS normal_enrollments,
+        count(*) FILTER (WHERE risk_level = 'WARNING') AS warning_enrollments,
+        count(*) FILTER (WHERE risk_level = 'DANGER') AS danger_enrollments,
+        max(calculated_at) AS calculated_at
+    FROM marts.lecture_progress
+    GROUP BY academy_id, lecture_id
+),
+held AS (
+    SELECT
+        sp.lecture_id,
+        count(*) FILTER (WHERE sp.held) AS held_slots,
+        count(*) FILTER (WHERE sp.held AND sp.completed) AS held_completed
+    FROM marts.session_progress AS sp
+    JOIN marts.lecture_progress AS lp ON lp.enrollment_id = sp.enrollment_id
+    WHERE lp.status = 'ACTIVE'
+    GROUP BY sp.lecture_id
+),
+clinic AS (
+    SELECT
+        lecture_id,
+        count(*) AS clinic_links,
+        count(*) FILTER (WHERE NOT approved) AS clinic_pending
+    FROM marts.clinic_links
+    GROUP BY lecture_id
+)
+SELECT
+    e.academy_id,
+    e.lecture_id,
+    lec.title AS lecture_title,
+    e.enrollments,
+    e.active_enrollments,
+    e.dropped_enrollments,
+    e.total_sessions,
+    e.held_sessions,
+    e.avg_completion_rate,
+    CAST(h.held_completed AS DOUBLE) / nullif(h.held_slots, 0) AS held_completion_rate,
+    e.avg_exam_score,
+    e.normal_enrollments,
+    e.warning_enrollments,
+    e.danger_enrollments,
+    CAST(e.warning_enrollments + e.danger_enrollments AS DOUBLE)
+        / nullif(e.active_enrollments, 0) AS at_risk_share,
+    coalesce(c.clinic_links, 0) AS clinic_links,
+    coalesce(c.clinic_pending, 0) AS clinic_pending,
+    e.calculated_at
+FROM enrollment AS e
+LEFT JOIN held AS h ON h.lecture_id = e.lecture_id
+LEFT JOIN clinic AS c ON c.lecture_id = e.lecture_id
+LEFT JOIN raw.lectures AS lec ON lec.lecture_id = e.lecture_id
+""",
+    order_by="academy_id, lecture_id",
+    description=(
+        "One row per lecture that has at least one enrollment (any status), unique on "
+        "lecture_id: enrollments, completion, risk counts and clinic links pending approval, "
+        "as of calculated_at. Risk counts cover ACTIVE enrollments only (others are always "
+        "NORMAL), so normal + warning + danger = active_enrollments."
+    ),
+    columns={
+        "academy_id": "Academy (tenant) running the lecture.",
+        "lecture_id": "Lecture; unique in this view.",
+        "lecture_title": _LECTURE_TITLE,
+        "enrollments": "Enrollments of the lecture, any status.",
+        "active_enrollments": "Enrollments with status ACTIVE (수강중; a null status counts as ACTIVE).",
+        "dropped_enrollments": "Enrollments with status DROPPED (수강취소).",
+        "total_sessions": "Sessions of the lecture, held or not.",
+        "held_sessions": "Sessions of the lecture held as of calculated_at.",
+        "avg_completion_rate": (
+            "Mean of lecture_progress.completion_rate (completed / total sessions, 0..1) over "
+            "ACTIVE enrollments; null when there is none. Sessions not yet held lower it."
+        ),
+        "held_completion_rate": (
+            "Completed held sessions / held sessions, over ACTIVE enrollments' session_progress "
+            "rows, 0..1: how well the sessions held so far went; null when none is held."
+        ),
+        "avg_exam_score": (
+            "Mean of the ACTIVE enrollments' avg_exam_score (enrollments without a counted score "
+            "are left out); null when there is none."
+        ),
+        "normal_enrollments": "ACTIVE enrollments at risk level NORMAL (정상).",
+        "warning_enrollments": "Enrollments at risk level WARNING (주의); always ACTIVE.",
+        "danger_enrollments": "Enrollments at risk level DANGER (위험); always ACTIVE.",
+        "at_risk_share": (
+            "(warning_enrollments + danger_enrollments) / active_enrollments, 0..1; null when "
+            "there is no ACTIVE enrollment."
+        ),
+        "clinic_links": "Rows of marts.clinic_links for the lecture (every reason and status).",
+        "clinic_pending": (
+            "Clinic links of the lecture not approved yet (approved is false): its rows in "
+            "marts.v_clinic_queue."
+        ),
+        "calculated_at": _AS_OF,
+    },
+)
+
+SESSION_FUNNEL = View(
+    name="v_session_funnel",
+    select="""
+WITH grid AS (
+    SELECT sp.*, lp.status = 'ACTIVE' AS active
+    FROM marts.session_progress AS sp
+    JOIN marts.lecture_progress AS lp ON lp.enrollment_id = sp.enrollment_id
+),
+funnel AS (
+    SELECT
+        academy_id,
+        lecture_id,
+        session_id,
+        session_order,
+        session_date,
+        held,
+        exam_applicable,
+        homework_applicable,
+        count(*) FILTER (WHERE active) AS active_enrollments,
+        count(*) FILTER (WHERE active AND video_completed) AS video_completed_count,
+        count(*) FILTER (WHERE active AND exam_passed) AS exam_passed_count,
+        count(*) FILTER (WHERE active AND homework_passed) AS homework_passed_count,
+        count(*) FILTER (WHERE active AND completed) AS completed_count,
+        max(calculated_at) AS calculated_at
+    FROM grid
+    GROUP BY ALL
+),
+shares AS (
+    SELECT
+        *,
+        CAST(video_completed_count AS DOUBLE) / nullif(active_enrollments, 0)
+            AS video_completed_share,
+        CAST(exam_passed_count AS DOUBLE) / nullif(active_enrollments, 0) AS exam_passed_share,
+        CAST(homework_passed_count AS DOUBLE) / nullif(active_enrollments, 0)
+            AS homework_passed_share,
+        CAST(completed_count AS DOUBLE) / nullif(active_enrollments, 0) AS completed_share
+    FROM funnel
+)
+SELECT
+    s.academy_id,
+    s.lecture_id,
+    lec.title AS lecture_title,
+    s.session_id,
+    s.session_order,
+    ses.title AS session_title,
+    s.session_date,
+    s.held,
+    s.exam_applicable,
+    s.homework_applicable,
+    s.active_enrollments,
+    s.video_completed_count,
+    s.exam_passed_count,
+    s.homework_passed_count,
+    s.completed_count,
+    s.video_completed_share,
+    s.exam_passed_share,
+    s.homework_passed_share,
+    s.completed_share,
+    lag(s.completed_share) OVER (
+        PARTITION BY s.lecture_id ORDER BY s.session_order, s.session_id)
+        - s.completed_share AS completed_share_drop,
+    s.calculated_at
+FROM shares AS s
+LEFT JOIN raw.lectures AS lec ON lec.lecture_id = s.lecture_id
+LEFT JOIN raw.sessions AS ses ON ses.session_id = s.session_id
+""",
+    order_by="academy_id, lecture_id, session_order, session_id",
+    description=(
+        "The completion funnel: one row per session of a lecture that has enrollments, unique "
+        "on session_id, in (session_order, session_id) order: how many ACTIVE enrollments "
+        "completed the video, passed the exam, passed the homework and completed the session "
+        "(marts.session_progress as of calculated_at), as counts and shares. Sessions not held "
+        "yet are included (held = false); filter on held for the sessions so far."
+    ),
+    columns={
+        "academy_id": "Academy (tenant) running the lecture.",
+        "lecture_id": "Lecture of the session.",
+        "lecture_title": _LECTURE_TITLE,
+        "session_id": "Session (차시); unique in this view.",
+        "session_order": "Position of the session in its lecture (>= 1).",
+        "session_title": _SESSION_TITLE,
+        "session_date": "Planned date of the session; null means it counts as held.",
+        "held": "True when session_date is null or on or before the date of calculated_at.",
+        "exam_applicable": (
+            "True when the session is in the policy's exam window; when false exam_passed is "
+            "true for everyone (the session has no exam)."
+        ),
+        "homework_applicable": (
+            "True when the session is in the policy's homework window; when false "
+            "homework_passed is true for everyone."
+        ),
+        "active_enrollments": (
+            "ACTIVE enrollments of the lecture: the denominator of every share (dropped "
+            "enrollments are left out)."
+        ),
+        "video_completed_count": "ACTIVE enrollments with video_completed for the session.",
+        "exam_passed_count": (
+            "ACTIVE enrollments with exam_passed (true when the exam is not applicable)."
+        ),
+        "homework_passed_count": (
+            "ACTIVE enrollments with homework_passed (true when homework is not applicable)."
+        ),
+        "completed_count": "ACTIVE enrollments that completed the session (all three passed).",
+        "video_completed_share": "video_completed_count / active_enrollments, 0..1; null when 0.",
+        "exam_passed_share": "exam_passed_count / active_enrollments, 0..1; null when 0.",
+        "homework_passed_share": "homework_passed_count / active_enrollments, 0..1; null when 0.",
+        "completed_share": "completed_count / active_enrollments, 0..1; null when 0.",
+        "completed_share_drop": (
+            "completed_share of the previous session of the lecture (by session_order, "
+            "session_id) minus this session's: positive when this session loses students; null "
+            "for the first session."
+        ),
+        "calculated_at": _AS_OF,
+    },
+)
+
+CLINIC_QUEUE = View(
+    name="v_clinic_queue",
+    select=f"""
+SELECT
+    cl.academy_id,
+    cl.lecture_id,
+    lec.title AS lecture_title,
+    cl.enrollment_id,
+    cl.student_id,
+    lp.status,
+    st.label_ko AS status_ko,
+    cl.session_id,
+    cl.session_order,
+    ses.title AS session_title,
+    sp.session_date,
+    cl.reason,
+    cr.label_ko AS reason_ko,
+    cl.is_auto,
+    cl.memo,
+    cl.requested_at,
+    least(CAST(sp.session_date AS TIMESTAMP), cl.requested_at) AS queued_since,
+    date_diff('day', CAST(least(CAST(sp.session_date AS TIMESTAMP), cl.requested_at) AS DATE),
+              CAST(lp.calculated_at AS DATE)) AS days_waiting,
+    lp.risk_level,
+    rl.label_ko AS risk_level_ko,
+    lp.calculated_at
+FROM marts.clinic_links AS cl
+LEFT JOIN marts.lecture_progress AS lp ON lp.enrollment_id = cl.enrollment_id
+LEFT JOIN marts.session_progress AS sp
+    ON sp.enrollment_id = cl.enrollment_id AND sp.session_id = cl.session_id
+LEFT JOIN raw.lectures AS lec ON lec.lecture_id = cl.lecture_id
+LEFT JOIN raw.sessions AS ses ON ses.session_id = cl.session_id
+{_label("cr", "clinic_reason", "cl.reason")}
+{_label("st", "enrollment_status", "lp.status")}
+{_label("rl", "risk_level", "lp.risk_level")}
+WHERE NOT cl.approved
+""",
+    order_by=(
+        "queued_since NULLS LAST, academy_id, lecture_id, session_order, enrollment_id, reason"
+    ),
+    description=(
+        "Clinic links not approved yet (marts.clinic_links with approved false), oldest first: "
+        "one row per (enrollment_id, session_id, reason), with the Korean reason label, the "
+        "staff memo and how long the link has been waiting as of calculated_at."
+    ),
+    columns={
+        "academy_id": "Academy (tenant) running the lecture.",
+        "lecture_id": "Lecture of the enrollment.",
+        "lecture_title": _LECTURE_TITLE,
+        "enrollment_id": "Enrollment the clinic is for.",
+        "student_id": "Student of the enrollment.",
+        "status": (
+            "Enrollment status (ACTIVE or DROPPED); manual requests and teacher "
+            "recommendations are kept whatever the status."
+        ),
+        "status_ko": "Korean label of status (수강중 / 수강취소), from marts.dim_labels.",
+        "session_id": "Session the clinic is for.",
+        "session_order": "Position of the session in its lecture (>= 1).",
+        "session_title": _SESSION_TITLE,
+        "session_date": "Planned date of the session; null when it has no date.",
+        "reason": "AUTO_FAILED, AUTO_RISK, MANUAL_REQUEST or TEACHER_RECOMMEND.",
+        "reason_ko": (
+            "Korean label of reason (e.g. 자동(차시 미통과), 강사 추천), from marts.dim_labels."
+        ),
+        "is_auto": "True for AUTO_FAILED / AUTO_RISK (derived by the pipeline).",
+        "memo": "memo of the latest matching clinic request; null when none.",
+        "requested_at": "requested_at of the latest matching clinic request; null when none.",
+        "queued_since": (
+            "When the need arose: the earlier of the session's date (at midnight) and "
+            "requested_at; null when both are null (such rows are listed last)."
+        ),
+        "days_waiting": (
+            "Calendar days from the date of queued_since to the date of calculated_at (the "
+            "marts' as-of, not today's date); null when queued_since is null."
+        ),
+        "risk_level": "Current risk level of the enrollment (lecture_progress.risk_level).",
+        "risk_level_ko": "Korean label of risk_level (정상 / 주의 / 위험), from marts.dim_labels.",
+        "calculated_at": _AS_OF,
+    },
+)
+
+VIEWS: dict[str, View] = {v.name: v for v in (AT_RISK, LECTURE_SUMMARY, SESSION_FUNNEL,
+                                               CLINIC_QUEUE)}
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def view_query(name: str) -> str:
+    """The ordered SELECT of a view, usable on a read-only connection (no view needed)."""
+    return VIEWS[name].sql
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """(Re)create every analyst view with its comments, in one transaction.
+
+    Raises (and rolls back, leaving the previous views) when a view's columns differ from its
+    documented columns. Returns the row count of every view.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        for view in VIEWS.values():
+            target = f"{SCHEMA}.{_ident(view.name)}"
+            con.execute(f"CREATE OR REPLACE VIEW {target} AS {view.sql}")
+            found = [
+                r[0] for r in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
+                    "AND table_name = ? ORDER BY column_index",
+                    [SCHEMA, view.name],
+                ).fetchall()
+            ]
+            if found != list(view.columns):
+                raise ValueError(
+                    f"{view.qualified}: columns {found} differ from the documented "
+                    f"{list(view.columns)}"
+                )
+            con.execute(f"COMMENT ON VIEW {target} IS {_quote(view.description)}")
+            for column, text in view.columns.items():
+                con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
+        counts = {
+            name: con.execute(f"SELECT count(*) FROM {SCHEMA}.{_ident(name)}").fetchone()[0]
+            for name in VIEWS
+        }
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return counts
