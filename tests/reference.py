@@ -363,7 +363,7 @@ def read_csv_records(path: Path, table: str, zone: ZoneInfo) -> list[dict[str, C
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         try:
-            text = data.decode("cp949")
+            text = data.removeprefix(b"\xef\xbb\xbf").decode("cp949")
         except UnicodeDecodeError:
             raise Refused("undecodable: neither UTF-8 nor CP949") from None
 

@@ -90,15 +90,15 @@ def _contract_positions(spec: TableSpec, header: list[str]) -> dict[str, int]:
 
 
 def decode_text(data: bytes) -> str:
-    """UTF-8 (BOM or not), else CP949 as Korean Excel saves it; anything else is refused."""
+    """UTF-8 (BOM or not), else CP949 (BOM or not) as Korean Excel saves it; else refused."""
     if b"\x00" in data:
         raise FileRefused("binary content (NUL bytes), not a CSV text file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    try:
-        return data.decode("cp949")
+    try:  # a UTF-8 BOM in front of CP949 bytes is a mislabelled Excel file, not part of it
+        return data.removeprefix(b"\xef\xbb\xbf").decode("cp949")
     except UnicodeDecodeError as exc:
         raise FileRefused(
             f"neither UTF-8 nor CP949 text (undecodable byte at offset {exc.start})"
