@@ -23,7 +23,7 @@ from pydantic import Field
 from pipelines.core.exports import ExportError, read_snapshot, write_export
 from pipelines.core.views import VIEWS, View, create_views
 from pipelines.metadata import preview
-from pipelines.resources import WarehouseResource
+from pipelines.resources import WAREHOUSE_POOL, WarehouseResource
 
 MART_KEYS = [
     dg.AssetKey(["marts", name])
@@ -85,7 +85,8 @@ def _extra_metadata(name: str, frame: pl.DataFrame) -> dict[str, object]:
     return {}
 
 
-@dg.multi_asset(name="analyst_views", specs=[_view_spec(v) for v in VIEWS.values()])
+@dg.multi_asset(name="analyst_views", specs=[_view_spec(v) for v in VIEWS.values()],
+                pool=WAREHOUSE_POOL)
 def analyst_views(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Documented analyst views over the marts, with Korean labels from marts.dim_labels."""
     with warehouse.get_connection() as con:
@@ -151,7 +152,7 @@ def _rows_table(manifest: dict) -> dg.MarkdownMetadataValue:
 
 @dg.asset(
     key=EXPORTS_KEY, group_name="exports", deps=[*MART_KEYS, *VIEW_KEYS],
-    kinds={"parquet", "csv"},
+    kinds={"parquet", "csv"}, pool=WAREHOUSE_POOL,
     description=(
         "Per-academy exports for dashboards: every mart and analyst view as "
         "<out>/<name>/academy_id=<id>/part-0.parquet (hive-partitioned) and <name>.csv (UTF-8 "

@@ -12,7 +12,7 @@ from pipelines.core.ingest import TableIngest, ingest_table
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
 from pipelines.core.warehouse import read_table, replace_tables
 from pipelines.metadata import frame_metadata, table_doc
-from pipelines.resources import ProgressSettings, WarehouseResource
+from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
 AUDIT_TABLE = "raw.ingest_audit"
 AUDIT_DDL = f"""
@@ -58,6 +58,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name=f"ingest_{table}",
+        pool=WAREHOUSE_POOL,
         specs=[
             dg.AssetSpec(
                 raw_key, group_name="raw", deps=deps, kinds={"duckdb", "polars"},

@@ -15,7 +15,7 @@ from pipelines.core.publish import content_hash
 from pipelines.core.schemas import MART_MODELS, table_description, validate
 from pipelines.core.warehouse import read_table, replace_tables
 from pipelines.metadata import frame_metadata, preview, table_doc
-from pipelines.resources import ProgressSettings, WarehouseResource
+from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
 PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
 
@@ -35,6 +35,7 @@ def risk_distribution(progress: pl.DataFrame) -> dict[str, int]:
 
 @dg.multi_asset(
     name="progress_marts",
+    pool=WAREHOUSE_POOL,
     specs=[_spec(name, [dg.AssetKey(["raw", t]) for t in TABLES]) for name in PROGRESS_MARTS],
 )
 def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings,
@@ -70,7 +71,7 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
         )
 
 
-@dg.asset(key=["marts", "dim_labels"], group_name="marts", kinds={"duckdb"},
+@dg.asset(key=["marts", "dim_labels"], group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
           description=table_description(MART_MODELS["dim_labels"]))
 def dim_labels_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
     frame = dim_labels()

@@ -18,6 +18,8 @@ from pipelines.core.marts import RiskThresholds
 from pipelines.core.parse import parse_instant
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
+# Dagster concurrency pool of every asset that writes the warehouse (see dagster.yaml).
+WAREHOUSE_POOL = "warehouse"
 
 
 class ProgressSettings(dg.ConfigurableResource):
