@@ -46,6 +46,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from pipelines.core.contract import DEFAULT_POLICY, PASS_TYPES
+
 __all__ = ["COLUMNS", "TABLES", "generate_extracts"]
 
 TABLES: tuple[str, ...] = (
@@ -141,17 +143,7 @@ ROW_GROUP = 100_000
 BAD_SHARE = 0.008  # expected quarantine per table stays at or below this share
 UNKNOWN_ID = 99_000_001  # ids from here on exist nowhere
 
-DEFAULT_POLICY = {
-    "video_required_rate": 90,
-    "exam_start_session_order": 2,
-    "exam_end_session_order": 9999,
-    "exam_pass_score": 60.0,
-    "homework_start_session_order": 2,
-    "homework_end_session_order": 9999,
-    "homework_pass_type": "TEACHER_APPROVAL",
-    "homework_pass_score": None,
-}
-HW_TYPES = ("SUBMIT", "SCORE", "TEACHER_APPROVAL")
+HW_TYPES = PASS_TYPES
 
 # ---------------------------------------------------------------------------------------------
 # Korean content.
