@@ -98,6 +98,8 @@ def test_broken_event_extract_blocks_marts_and_keeps_previous(tmp_path):
         run_pipeline(bad, warehouse, AS_OF)
     assert query(warehouse, "SELECT * FROM marts.session_progress ORDER BY ALL") == before
     assert query(warehouse, "SELECT count(*) FROM quarantine.attendance") == [(2,)]
+    assert query(warehouse, "SELECT marts_refreshed FROM marts.publication "
+                 "ORDER BY published_at") == [(True,), (False,)]
     assert query(warehouse, "SELECT count(*) FROM raw.video_progress") == [(0,)]
 
 
@@ -115,6 +117,10 @@ def test_missing_extract_fails_with_reason(tmp_path):
     (landing / "submissions.parquet").write_bytes(b"garbage")
     with pytest.raises(RunFailed, match="no readable extract for 'submissions'.*Parquet"):
         run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
+    # the other tables were still ingested and published; the marts were not computed
+    assert query(tmp_path / "wh.duckdb", "SELECT count(*) FROM raw.enrollments") == [(1,)]
+    assert query(tmp_path / "wh.duckdb", "SELECT count(*) FROM duckdb_tables() "
+                 "WHERE table_name = 'session_progress'") == [(0,)]
 
 
 def test_replace_tables_is_atomic(tmp_path):
