@@ -80,7 +80,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
         for refused in result.refused:
             context.log.warning(f"{table}: {refused}")
         if not result.files:
-            raise dg.Failure(refusal_message(result, settings))
+            raise dg.Failure(refusal_message(result, settings), allow_retries=False)
         with warehouse.get_connection() as con:
             replace_tables(
                 con,

@@ -10,8 +10,8 @@ A partition is a day that is over: the newest partition is yesterday (Seoul), wh
 schedule and the sensor materialize. The history ignores the run's `as_of` setting; each date
 is computed as of its own end. A backfill launched from the UI runs as one run over the whole
 range (`BackfillPolicy.single_run()`): one writer lock, one staging copy of the warehouse, one
-transaction, published at once; `progress backfill` runs one date per run instead, to show
-progress.
+transaction, published at once; `progress backfill` runs a week of dates per run by default,
+to show progress.
 """
 
 from datetime import date
@@ -26,8 +26,8 @@ from pipelines.core.history_schemas import HISTORY_MODELS
 from pipelines.core.schemas import table_description, validate
 from pipelines.core.warehouse import read_table
 from pipelines.metadata import frame_metadata, preview, table_doc
-from pipelines.operations import HISTORY_GROUP, MARTS_FRESHNESS, WAREHOUSE_POOL
-from pipelines.resources import ProgressSettings, WarehouseResource
+from pipelines.operations import HISTORY_GROUP, MARTS_FRESHNESS
+from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
 HISTORY_START = "2026-03-01"
 HISTORY_TIMEZONE = "Asia/Seoul"  # partition boundaries; the as-of instants use settings.timezone

@@ -15,6 +15,7 @@ from pipelines.core.publish import content_hash
 from pipelines.core.schemas import MART_MODELS, table_description, validate
 from pipelines.core.warehouse import read_table, replace_tables
 from pipelines.metadata import frame_metadata, preview, table_doc
+from pipelines.operations import MARTS_FRESHNESS
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
 PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
@@ -23,6 +24,7 @@ PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_li
 def _spec(name: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
     return dg.AssetSpec(
         ["marts", name], group_name="marts", deps=deps, kinds={"duckdb", "polars"},
+        freshness_policy=MARTS_FRESHNESS,
         description=table_description(MART_MODELS[name]),
     )
 

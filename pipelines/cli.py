@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.cli_consume import export, report
+from pipelines.cli_history import alerts, backfill, print_run_alerts
 
 app = typer.Typer(
     help="Academy progress pipeline: extracts -> DuckDB -> progress marts.",
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 app.command()(export)
 app.command()(report)
+app.command()(backfill)
+app.command()(alerts)
 console = Console()
 err = Console(stderr=True)
 
@@ -96,6 +99,10 @@ def run(
     for level in ("NORMAL", "WARNING", "DANGER"):
         risk.add_row(level, f"{report.risk_levels.get(level, 0):,}")
     console.print(risk)
+    try:
+        print_run_alerts(console, warehouse, report.as_of)
+    except Exception as exc:  # alerts are a convenience; the run itself has published
+        err.print(f"[yellow]warning:[/] alerts not computed: {exc}", highlight=False)
     for refused in report.refused_files:
         err.print(f"[yellow]refused:[/] {refused}", highlight=False)
     for warning in report.warnings:

@@ -9,19 +9,27 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import all_assets
+from assets.history import history_assets
 from checks import all_checks
+from checks.history_checks import history_checks
+from pipelines.operations import HISTORY_GROUP, RUN_TAGS, history_jobs
 from pipelines.resources import ProgressSettings, WarehouseResource
+from pipelines.schedules import schedules
+from pipelines.sensors import sensors
 
 progress_job = dg.define_asset_job(
     "progress_job",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(HISTORY_GROUP),
     description="Ingest every extract, then recompute and publish the marts as of now.",
+    run_tags=RUN_TAGS,
 )
 
 defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
-    jobs=[progress_job],
+    assets=[*all_assets, *history_assets],
+    asset_checks=[*all_checks, *history_checks],
+    jobs=[progress_job, *history_jobs],
+    schedules=schedules,
+    sensors=sensors,
     resources={
         "settings": ProgressSettings(
             landing_dir=dg.EnvVar("PROGRESS_LANDING"),

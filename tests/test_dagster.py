@@ -50,14 +50,15 @@ def test_definitions_load_with_layers_descriptions_and_checks():
     for key, spec in specs.items():
         groups[key.path[0]].add(spec.group_name)
         assert spec.description, key
-    assert groups == {"raw": {"raw"}, "quarantine": {"quarantine"}, "marts": {"marts"},
-                      "exports": {"exports"}}
+    assert groups == {"raw": {"raw"}, "quarantine": {"quarantine"},
+                      "marts": {"marts", "history"}, "exports": {"exports"}}
     assert {k.path[1] for k in specs if k.path[0] == "raw"} == set(TABLES)
     assert {k.path[1] for k in specs if k.path[0] == "marts"} == {
         "session_progress", "lecture_progress", "risk_log", "clinic_links", "dim_labels",
-        "v_at_risk_students", "v_lecture_summary", "v_session_funnel", "v_clinic_queue"}
+        "v_at_risk_students", "v_lecture_summary", "v_session_funnel", "v_clinic_queue",
+        "lecture_progress_daily", "risk_daily_summary", "risk_alerts"}
     check_keys = defs.resolve_asset_graph().asset_check_keys
-    assert len(check_keys) == 4 * len(TABLES) + 5 + 4
+    assert len(check_keys) == 4 * len(TABLES) + 5 + 4 + 4
     assert defs.resolve_job_def("progress_job") is not None
 
 

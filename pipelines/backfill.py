@@ -1,0 +1,250 @@
+"""Backfilling the daily history through Dagster, and reading the risk alerts (no CLI here).
+
+Backfill: Dagster's own partition machinery, in-process. One ingest run (raw + quarantine and
+their checks, from the landing folder), then runs of the `history_marts` daily partitions, in
+chunks of `--days-per-run` dates (default 7): a one-date chunk is a run with `partition_key=D`,
+a longer one a single run over the partition range (the `dagster/asset_partition_range_start`
+/ `_end` tags, exactly what `dagster asset materialize --partition-range` and a UI backfill of
+these assets, `BackfillPolicy.single_run()`, launch). All runs go to the same instance: the one
+at DAGSTER_HOME when set (runs, partition tags and the partition status of
+marts/lecture_progress_daily show in the UI), else an ephemeral one. Every run carries
+`progress/backfill=<id>` (filter the Runs page on it).
+
+Why chunks: a run in a persistent (SQLite) instance costs 1-3 s of event-log writes whatever
+it computes, so one run per date makes a year take ~20 minutes; a week per run keeps the
+progress bar moving and a year under two minutes. Each chunk is one transaction and one
+publication of the warehouse: a failure stops the backfill with the earlier chunks kept, and
+re-running is idempotent. The instance's asynchronous backfill API needs the daemon and a code
+location, so it is not used. The current marts are not touched.
+"""
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from pipelines.core.contract import TABLES
+from pipelines.core.extracts import find_files
+from pipelines.core.history import (
+    alerts_since_previous_day,
+    days_between,
+    end_of_day,
+    read_dates,
+    stored_dates,
+)
+from pipelines.core.marts import RiskThresholds
+from pipelines.resources import DEFAULT_TIMEZONE, ProgressSettings, WarehouseResource
+
+BACKFILL_TAG = "progress/backfill"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+DAYS_PER_RUN = 7
+ALERTS_TABLE = "marts.risk_alerts"
+
+
+class BackfillFailed(Exception):
+    """The backfill stopped; the message is the one line shown to the user."""
+
+
+@dataclass
+class BackfillReport:
+    backfill_id: str
+    start: date
+    end: date
+    ingest_run_id: str = ""
+    runs: dict[date, str] = field(default_factory=dict)  # date -> id of the run that made it
+    per_date: pl.DataFrame | None = None  # as_of_date, enrollments, warning, danger, alerts
+
+
+def _instance() -> dg.DagsterInstance:
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else ""
+
+
+def _root_message(error) -> str:
+    """The innermost error's first line, without a `module.Class: ` prefix."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    message = _one_line(error.message if error else "") or "failed"
+    head, _, rest = message.partition(": ")
+    return rest if rest and "." in head and " " not in head else message
+
+
+def run_failure(result: dg.ExecuteInProcessResult) -> str | None:
+    """Why a run did not publish: a failed ERROR check, else the first error event's root cause
+    (a failed step, or a resource that could not start, e.g. the writer lock not obtained)."""
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            return evaluation.description or f"check {evaluation.check_name} failed"
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            return _root_message(error)
+    return None if result.success else "the Dagster run failed"
+
+
+def parse_day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise BackfillFailed(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def check_range(start: date, end: date) -> None:
+    from assets.history import HISTORY_START, history_partitions
+
+    first = date.fromisoformat(HISTORY_START)
+    last_key = history_partitions.get_last_partition_key()
+    if end < start:
+        raise BackfillFailed(f"--end {end} is before --start {start}")
+    if start < first:
+        raise BackfillFailed(f"--start {start} is before the first history date {first}")
+    if last_key is None or end > date.fromisoformat(last_key):
+        raise BackfillFailed(
+            f"--end {end} is not a finished day yet (the latest history date is {last_key})"
+        )
+
+
+def run_backfill(
+    start: date,
+    end: date,
+    landing: Path,
+    warehouse: Path,
+    timezone: str = DEFAULT_TIMEZONE,
+    on_chunk: Callable[[list[date], str], None] | None = None,
+    verbose: bool = False,
+    instance: dg.DagsterInstance | None = None,
+    days_per_run: int = DAYS_PER_RUN,
+) -> BackfillReport:
+    """Ingest the landing folder, then materialize the history partitions start..end, in runs
+    of at most `days_per_run` dates; `on_chunk(dates, run_id)` after each run."""
+    from assets.extracts import extract_assets
+    from assets.history import history_assets
+    from checks.extract_checks import extract_checks
+    from checks.history_checks import history_checks
+    from pipelines.operations import WAREHOUSE_TAG
+
+    check_range(start, end)
+    if not landing.is_dir():
+        raise BackfillFailed(f"landing folder {landing} does not exist")
+    if not any(find_files(landing, t) for t in TABLES):
+        raise BackfillFailed(f"no extracts in landing folder {landing}")
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    report = BackfillReport(backfill_id=uuid.uuid4().hex[:12], start=start, end=end)
+    resources = {
+        "settings": ProgressSettings(landing_dir=str(landing), timezone=timezone),
+        "warehouse": WarehouseResource(path=str(warehouse)),
+    }
+    tags = {BACKFILL_TAG: report.backfill_id, "progress/backfill_range": f"{start}...{end}",
+            "progress/landing": str(landing), WAREHOUSE_TAG: "write"}
+    level = "INFO" if verbose else "CRITICAL"
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    instance = instance or _instance()
+
+    ingest = dg.materialize(
+        [*extract_assets, *extract_checks], resources=resources, instance=instance,
+        raise_on_error=False, run_config=run_config, tags=tags,
+    )
+    failure = run_failure(ingest)
+    if failure:
+        raise BackfillFailed(f"ingest: {failure}")
+    report.ingest_run_id = ingest.run_id
+    days = days_between(start, end)
+    for chunk in (days[i:i + max(days_per_run, 1)] for i in range(0, len(days),
+                                                                   max(days_per_run, 1))):
+        first, last = chunk[0].isoformat(), chunk[-1].isoformat()
+        partition = {"partition_key": first} if len(chunk) == 1 else {}
+        range_tags = {} if partition else {RANGE_START_TAG: first, RANGE_END_TAG: last}
+        result = dg.materialize(
+            [*history_assets, *history_checks], resources=resources, instance=instance,
+            raise_on_error=False, run_config=run_config, tags=tags | range_tags, **partition,
+        )
+        failure = run_failure(result)
+        if failure:
+            done = f" ({len(report.runs)} earlier dates kept)" if report.runs else ""
+            span = first if len(chunk) == 1 else f"{first} .. {last}"
+            raise BackfillFailed(f"{span}: {failure}{done}")
+        report.runs.update(dict.fromkeys(chunk, result.run_id))
+        if on_chunk:
+            on_chunk(chunk, result.run_id)
+    report.per_date = _per_date(warehouse, start, end)
+    return report
+
+
+def _per_date(warehouse: Path, start: date, end: date) -> pl.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            """
+            SELECT p.as_of_date, count(*) AS enrollments,
+                   count(*) FILTER (p.risk_level = 'WARNING') AS warning,
+                   count(*) FILTER (p.risk_level = 'DANGER') AS danger,
+                   (SELECT count(*) FROM marts.risk_alerts a
+                     WHERE a.as_of_date = p.as_of_date) AS alerts
+            FROM marts.lecture_progress_daily p
+            WHERE p.as_of_date BETWEEN ? AND ?
+            GROUP BY ALL ORDER BY 1
+            """,
+            [start, end],
+        ).pl()
+
+
+# --------------------------------------------------------------------------------------------
+# Alerts: stored (per history date) and on the fly (for a `progress run`)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AlertsSummary:
+    """Alerts of one date (or one run's instant) and what they were compared with."""
+
+    as_of: datetime
+    previous: datetime
+    alerts: pl.DataFrame  # RISK_ALERT_COLUMNS
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = dict(self.alerts.group_by("risk_level").len().iter_rows())
+        return {level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")}
+
+
+def alerts_summary(warehouse: Path, as_of: datetime,
+                   thresholds: RiskThresholds | None = None) -> AlertsSummary:
+    """Who rose between the end of the previous day and `as_of` (e.g. a run's instant),
+    computed from the warehouse's raw tables (read-only). For as_of = D 23:59:59 this equals
+    the stored marts.risk_alerts of D."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        raw = {t: con.sql(f"SELECT * FROM raw.{t}").pl() for t in TABLES}
+    alerts = alerts_since_previous_day(raw, as_of, thresholds)
+    previous = end_of_day(as_of.date() - timedelta(days=1))
+    return AlertsSummary(as_of=as_of, previous=previous, alerts=alerts)
+
+
+def stored_alerts(warehouse: Path, day: date | None = None) -> AlertsSummary:
+    """marts.risk_alerts of `day` (default: the latest date the table holds)."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        dates = stored_dates(con, ALERTS_TABLE)
+        if not dates:
+            raise BackfillFailed(
+                f"no history in {warehouse} yet: run `progress backfill` or the daily schedule"
+            )
+        day = day or dates[-1]
+        if day not in dates:
+            raise BackfillFailed(
+                f"no history for {day} in {warehouse} (stored: {dates[0]} .. {dates[-1]}, "
+                f"{len(dates)} dates)"
+            )
+        alerts = read_dates(con, ALERTS_TABLE, [day])
+    return AlertsSummary(as_of=end_of_day(day), previous=end_of_day(day - timedelta(days=1)),
+                         alerts=alerts)

@@ -1,0 +1,57 @@
+"""Operating the pipeline: the jobs the schedule and sensor launch, freshness, retries, and the
+single-writer rule for the DuckDB warehouse.
+
+- **Freshness** (`MARTS_FRESHNESS`): the marts refresh every morning; an asset not materialized
+  for 26 hours is WARN (the 06:00 run is late or failed), for 30 hours FAIL (staff are reading
+  yesterday's list by noon). Evaluated by the instance when `dagster.yaml` has
+  `freshness: enabled: true`. The policy is per asset, not per partition: for the history
+  assets it says "some date was materialized recently", which the daily schedule keeps true.
+- **One writer** (`pipelines.resources.WAREHOUSE_POOL`): every asset that writes the warehouse
+  belongs to the concurrency pool `warehouse`; `dagster.yaml` limits pools to 1 at run
+  granularity, so a queued run waits in the queue until no other run holding the pool is in
+  progress. Runs of the jobs below also carry the `progress/warehouse` tag, limited to 1
+  in-progress run. Underneath, the warehouse resource holds a file lock for the whole run
+  (waiting up to 10 minutes); the queue keeps runs from piling up on that lock. In-process runs (`progress run`, `progress backfill`)
+  bypass the queue and rely on the lock alone.
+- **Retries**: run retries (`dagster/max_retries: 2`; `dagster.yaml` enables them for runs that
+  fail outside an asset step: the writer lock not obtained in time (`WriterBusy` at resource
+  start-up), the run worker crashing or killed). A failed asset or check is not retried: that is
+  a data problem (refused extract, quarantine share, schema), and re-running gives the same.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+
+WAREHOUSE_TAG = "progress/warehouse"
+RUN_TAGS = {WAREHOUSE_TAG: "write", "dagster/max_retries": "2"}
+
+MARTS_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=30), warn_window=timedelta(hours=26)
+)
+
+HISTORY_GROUP = "history"
+
+
+# Every asset and check: raw -> quarantine -> current marts, plus one date of history when the
+# run has a partition key (the schedule and the sensor always give one: yesterday).
+daily_job = dg.define_asset_job(
+    "daily_job",
+    selection=dg.AssetSelection.all(),
+    description=(
+        "Ingest every extract, publish the current marts as of now, and the history of one "
+        "date (the run's partition, yesterday for the schedule and the sensor)."
+    ),
+    run_tags=RUN_TAGS,
+)
+
+# Only the history assets: for re-materializing or backfilling dates from the UI.
+history_job = dg.define_asset_job(
+    "history_job",
+    selection=dg.AssetSelection.groups(HISTORY_GROUP),
+    description="Recompute the daily history (lecture_progress_daily, risk summary, alerts) "
+    "of the selected dates from the raw tables already in the warehouse.",
+    run_tags=RUN_TAGS,
+)
+
+history_jobs = [daily_job, history_job]
