@@ -18,7 +18,6 @@ re-running is idempotent. The instance's asynchronous backfill API needs the dae
 location, so it is not used. The current marts are not touched.
 """
 
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from pipelines.core.history import (
 )
 from pipelines.core.marts import RiskThresholds
 from pipelines.resources import DEFAULT_TIMEZONE, ProgressSettings, WarehouseResource
+from pipelines.runner import dagster_instance, run_failure
 
 BACKFILL_TAG = "progress/backfill"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -60,39 +60,6 @@ class BackfillReport:
     ingest_run_id: str = ""
     runs: dict[date, str] = field(default_factory=dict)  # date -> id of the run that made it
     per_date: pl.DataFrame | None = None  # as_of_date, enrollments, warning, danger, alerts
-
-
-def _instance() -> dg.DagsterInstance:
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
-
-
-def _one_line(text: str) -> str:
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else ""
-
-
-def _root_message(error) -> str:
-    """The innermost error's first line, without a `module.Class: ` prefix."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    message = _one_line(error.message if error else "") or "failed"
-    head, _, rest = message.partition(": ")
-    return rest if rest and "." in head and " " not in head else message
-
-
-def run_failure(result: dg.ExecuteInProcessResult) -> str | None:
-    """Why a run did not publish: a failed ERROR check, else the first error event's root cause
-    (a failed step, or a resource that could not start, e.g. the writer lock not obtained)."""
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            return evaluation.description or f"check {evaluation.check_name} failed"
-    for event in result.all_events:
-        error = getattr(event.event_specific_data, "error", None)
-        if error is not None:
-            return _root_message(error)
-    return None if result.success else "the Dagster run failed"
 
 
 def parse_day(text: str, option: str) -> date:
@@ -151,7 +118,7 @@ def run_backfill(
             "progress/landing": str(landing), WAREHOUSE_TAG: "write"}
     level = "INFO" if verbose else "CRITICAL"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
-    instance = instance or _instance()
+    instance = instance or dagster_instance()
 
     ingest = dg.materialize(
         [*extract_assets, *extract_checks], resources=resources, instance=instance,

@@ -38,32 +38,34 @@ class RunReport:
     publication: dict = field(default_factory=dict)
 
 
-def _instance() -> dg.DagsterInstance:
+def dagster_instance() -> dg.DagsterInstance:
+    """The instance at DAGSTER_HOME (runs show in the UI), else a throwaway one."""
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
 
 
 def _root_message(error) -> str:
-    """The innermost error's first line: our own reason rather than Dagster's wrapper."""
+    """The innermost error's first line, without a `module.Class: ` prefix."""
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    message = (error.message if error else "failed").strip().splitlines()[0]
-    # "module.ClassName: reason" -> "reason"
+    lines = [line for line in (error.message if error else "").splitlines() if line.strip()]
+    message = lines[0].strip() if lines else "failed"
     head, _, rest = message.partition(": ")
     return rest if rest and "." in head and " " not in head else message
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
-    """The first reason the run did not publish: a blocking check, else a failed step."""
-    for evaluation in _check_evaluations(result):
+def run_failure(result: dg.ExecuteInProcessResult) -> str | None:
+    """Why a run did not publish: a failed ERROR check, else the first error event's root cause
+    (a failed step, or a resource that could not start, e.g. the writer lock not obtained)."""
+    for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             return evaluation.description or f"check {evaluation.check_name} failed"
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None)
         if error is not None:
             return _root_message(error)
-    return None
+    return None if result.success else "the Dagster run failed"
 
 
 def _check_evaluations(result: dg.ExecuteInProcessResult):
@@ -128,14 +130,14 @@ def run_pipeline(
         resources={"settings": settings,
                    "warehouse": WarehouseResource(path=str(warehouse),
                                                 lock_timeout_seconds=lock_timeout)},
-        instance=_instance(),
+        instance=dagster_instance(),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         tags={"progress/as_of": instant.isoformat(sep=" "), "progress/landing": str(landing)},
     )
-    failure = _failure_message(result)
-    if failure or not result.success:
-        raise RunFailed(failure or "the Dagster run failed")
+    failure = run_failure(result)
+    if failure:
+        raise RunFailed(failure)
     report = RunReport(run_id=result.run_id, as_of=instant)
     report.warnings = [
         e.description or e.check_name for e in _check_evaluations(result) if not e.passed

@@ -31,15 +31,12 @@ from pipelines.resources import ProgressSettings
 from pipelines.schedules import daily_run_request
 
 MINIMUM_INTERVAL_SECONDS = 60
-CHUNK = 1 << 20
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """Streaming sha256 of a file (hex)."""
     with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def landing_hashes(landing: Path) -> dict[str, str]:

@@ -60,7 +60,6 @@ LABELS = "dim_labels"
 EXPORTED = [*MART_ORDER, *VIEWS]  # every per-academy name, marts then views
 
 CSV_DATETIME = "%Y-%m-%d %H:%M:%S%.f"
-CHUNK = 1 << 20
 
 
 class ExportError(Exception):
@@ -69,11 +68,8 @@ class ExportError(Exception):
 
 def sha256_file(path: Path) -> str:
     """Streaming sha256 of a file (hex)."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _query(name: str) -> str:

@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta
 import duckdb
 import polars as pl
 
-from .marts import LECTURE_PROGRESS_COLUMNS, RiskThresholds, build_marts
+from .marts import LECTURE_PROGRESS_COLUMNS, RiskThresholds, build_marts, risk_reason
 
 E = "enrollment_id"
 AS_OF_DATE = "as_of_date"
@@ -33,7 +33,6 @@ END_OF_DAY = time(23, 59, 59)
 LEVEL_RANK = {"NORMAL": 0, "WARNING": 1, "DANGER": 2}
 LOW_SCORE, INCOMPLETE = "CONSECUTIVE_LOW_SCORE", "CONSECUTIVE_INCOMPLETE"
 # Same text as marts.risk_log.reason (contract §4.3); `{}` is the streak.
-REASON_TEMPLATES = {INCOMPLETE: "연속 {}차시 미완료", LOW_SCORE: "연속 {}회 저점수"}
 
 HISTORY_TABLES = ("lecture_progress_daily", "risk_daily_summary", "risk_alerts")
 LECTURE_PROGRESS_DAILY_COLUMNS = [AS_OF_DATE, *LECTURE_PROGRESS_COLUMNS]
@@ -133,11 +132,7 @@ def risk_alerts(history: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("consecutive_failed_sessions"))
         .cast(pl.Int64)
     )
-    reason = (
-        pl.when(rule == LOW_SCORE)
-        .then(pl.format(REASON_TEMPLATES[LOW_SCORE], pl.col("streak")))
-        .otherwise(pl.format(REASON_TEMPLATES[INCOMPLETE], pl.col("streak")))
-    )
+    reason = risk_reason(rule, pl.col("streak"))
     return (
         history.join(comparable, on=AS_OF_DATE, how="semi")
         .join(before, on=[AS_OF_DATE, E], how="left")

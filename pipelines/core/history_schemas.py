@@ -9,7 +9,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model import DataFrameModel
 
-from .schemas import RISK_LEVELS, RISK_REASON_TEMPLATES, RISK_RULES, LectureProgress, Timestamp
+from .marts import risk_reason
+from .schemas import RISK_LEVELS, RISK_RULES, LectureProgress, Timestamp
 
 __all__ = [
     "HISTORY_MODELS",
@@ -180,10 +181,9 @@ class RiskAlerts(_HistoryModel):
     )
     @classmethod
     def _reason_rule(cls, data) -> pl.LazyFrame:
-        expected = pl.when(pl.col("rule") == "CONSECUTIVE_LOW_SCORE").then(
-            pl.format(RISK_REASON_TEMPLATES["CONSECUTIVE_LOW_SCORE"], pl.col("streak"))
-        ).otherwise(pl.format(RISK_REASON_TEMPLATES["CONSECUTIVE_INCOMPLETE"], pl.col("streak")))
-        return data.lazyframe.select(pl.col("reason") == expected)
+        return data.lazyframe.select(
+            pl.col("reason") == risk_reason(pl.col("rule"), pl.col("streak"))
+        )
 
     class Config:
         description = (

@@ -19,6 +19,15 @@ INCOMPLETE, LOW_SCORE = "CONSECUTIVE_INCOMPLETE", "CONSECUTIVE_LOW_SCORE"
 REASON_TEMPLATES = {INCOMPLETE: "연속 {}차시 미완료", LOW_SCORE: "연속 {}회 저점수"}
 
 
+def risk_reason(rule: pl.Expr, streak: pl.Expr) -> pl.Expr:
+    """The Korean reason text of a risk rule and its streak (contract §4.3)."""
+    return (
+        pl.when(rule == LOW_SCORE)
+        .then(pl.format(REASON_TEMPLATES[LOW_SCORE], streak))
+        .otherwise(pl.format(REASON_TEMPLATES[INCOMPLETE], streak))
+    )
+
+
 @dataclass(frozen=True)
 class RiskThresholds:
     """Streak lengths that raise an ACTIVE enrollment to WARNING and to DANGER."""
@@ -305,11 +314,7 @@ def risk_log(streaks: pl.DataFrame) -> pl.DataFrame:
     previous_rule = pl.col("_rule").shift(1).over(**over)
     changed = (pl.col("_level") != previous_level) | pl.col("_rule").ne_missing(previous_rule)
     streak = pl.when(pl.col("_rule") == LOW_SCORE).then("_low_streak").otherwise("_fail_streak")
-    reason = (
-        pl.when(pl.col("_rule") == LOW_SCORE)
-        .then(pl.format(REASON_TEMPLATES[LOW_SCORE], streak))
-        .otherwise(pl.format(REASON_TEMPLATES[INCOMPLETE], streak))
-    )
+    reason = risk_reason(pl.col("_rule"), streak)
     return (
         streaks.filter((pl.col("_level") > 0) & changed)
         .with_columns(

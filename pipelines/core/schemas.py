@@ -36,6 +36,7 @@ from .contract import (
     SUBMISSION_KINDS,
     TABLES,
 )
+from .marts import risk_reason
 
 __all__ = [
     "MART_MODELS",
@@ -69,11 +70,6 @@ Timestamp = Annotated[pl.Datetime, "us", None]
 
 RISK_LEVELS = ("NORMAL", "WARNING", "DANGER")
 RISK_RULES = ("CONSECUTIVE_INCOMPLETE", "CONSECUTIVE_LOW_SCORE")
-# risk_log.reason text per rule (contract §4.3); `{}` is the streak.
-RISK_REASON_TEMPLATES = {
-    "CONSECUTIVE_INCOMPLETE": "연속 {}차시 미완료",
-    "CONSECUTIVE_LOW_SCORE": "연속 {}회 저점수",
-}
 
 LOCAL = "naive local time in the pipeline's configured zone (default Asia/Seoul)"
 SOURCE_FILE = (
@@ -884,10 +880,9 @@ class RiskLog(_ContractModel):
     )
     @classmethod
     def _reason_rule(cls, data) -> pl.LazyFrame:
-        expected = pl.when(pl.col("rule") == "CONSECUTIVE_LOW_SCORE").then(
-            pl.format(RISK_REASON_TEMPLATES["CONSECUTIVE_LOW_SCORE"], pl.col("streak"))
-        ).otherwise(pl.format(RISK_REASON_TEMPLATES["CONSECUTIVE_INCOMPLETE"], pl.col("streak")))
-        return data.lazyframe.select(pl.col("reason") == expected)
+        return data.lazyframe.select(
+            pl.col("reason") == risk_reason(pl.col("rule"), pl.col("streak"))
+        )
 
     class Config:
         description = (

@@ -1,0 +1,67 @@
+"""Markdown tables from `progress bench` JSON files, for BENCHMARKS.md.
+
+    uv run python -m pipelines.bench.report bench-results/S.json bench-results/M.json ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+STAGES = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "per_event")
+
+
+def _f(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def stage_table(result: dict) -> str:
+    spm = result["ratios"]["seconds_per_million_session_rows"]
+    lines = ["| stage | status | work s | work CPU s | process s | peak RSS MB | s / M session rows |",
+             "|---|---|--:|--:|--:|--:|--:|"]
+    for name in STAGES:
+        s = result["stages"].get(name)
+        if not s:
+            continue
+        status = s["status"] if not s.get("error") else f"{s['status']}: {s['error']}"
+        if s["status"] == "skipped":
+            status = f"skipped ({s.get('note') or s.get('error')})"
+        lines.append(f"| {name} | {status} | {_f(s.get('seconds'))} | {_f(s.get('cpu_seconds'))} "
+                     f"| {_f(s.get('process_seconds'))} | {_f(s.get('peak_rss_mb'), 0)} "
+                     f"| {_f(spm.get(name))} |")
+    return "\n".join(lines)
+
+
+def summary(result: dict) -> str:
+    d, t = result["data"], result["tier"]
+    load = result.get("load_average_start", [None])[0]
+    return (f"tier {t['name']}: {t['enrollments']:,} enrollments, {t['academies']} academies, "
+            f"seed {t['seed']}; {_f(d.get('session_progress_rows'))} session_progress rows, "
+            f"{_f(d.get('event_rows'))} valid event rows, {_f(d.get('extract_bytes'))} bytes of "
+            f"Parquet; commit {str((result.get('code') or {}).get('commit'))[:7]} "
+            f"(+{(result.get('code') or {}).get('changed_files')} changed files); "
+            f"load average at start {_f(load)}")
+
+
+def main(paths: list[str]) -> None:
+    for path in paths:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        print(f"#### {result['tier']['name']} ({path})\n\n{summary(result)}\n")
+        print(stage_table(result) + "\n")
+        print("| ratio | value |\n|---|--:|")
+        for key, value in result["ratios"].items():
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    print(f"| {key}.{k} | {_f(v, 3)} |")
+            else:
+                print(f"| {key} | {_f(value, 3)} |")
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,499 @@
+"""`run_bench`: generate (or reuse) a tier's extracts, run every stage in its own process,
+print the figures as tables and write them as JSON (keys documented in BENCHMARKS.md).
+
+This process stays small (standard library and rich only): the stages import Polars, DuckDB
+and (end to end only) Dagster in their own processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.bench import AS_OF, TIERS, Tier
+
+SCHEMA_VERSION = 1
+MAX_RSS_GB = 20.0  # a stage above this is killed (the machine has 24 GB)
+STAGE_TIMEOUT_S = 3600.0
+SQL_PEER_MEMORY_LIMIT = "12GB"
+SQL_PEER_THREADS = 2
+TIMEZONE = "Asia/Seoul"
+EVENT_TABLES = ("attendance", "video_progress", "submissions", "clinic_requests")
+STAGE_ORDER = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "per_event")
+NEEDS = {"marts": ("ingest",), "sql_peer": ("marts",), "per_event": ("marts",)}
+TARGETS_TIER = "L"
+
+
+class BenchError(Exception):
+    """The benchmark could not produce trustworthy figures; the message is one line."""
+
+
+# -- machine -----------------------------------------------------------------------------------
+def machine() -> dict[str, object]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    versions = {}
+    for package in ("polars", "duckdb", "dagster", "pyarrow"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+        except Exception:
+            versions[package] = None
+    return {"nproc": os.cpu_count(), "memory_gb": memory_gb, "cpu_model": cpu,
+            "platform": platform.platform(), "python": platform.python_version(),
+            "packages": versions}
+
+
+def code_version() -> dict[str, object]:
+    """The commit measured, and how many files differ from it (uncommitted work)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  check=False, cwd=Path(__file__).resolve().parent)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit.strip() if commit else None,
+            "changed_files": len(status.splitlines()) if status is not None else None}
+
+
+# -- extracts ----------------------------------------------------------------------------------
+def extracts_complete(landing: Path, tier: Tier) -> bool:
+    """The tier's extracts are there, whole: the manifest (written last) matches the tier."""
+    manifest = landing / "_manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        args = json.loads(manifest.read_text(encoding="utf-8")).get("args", {})
+    except (OSError, ValueError):
+        return False
+    if any(args.get(k) != v for k, v in tier.generate_args().items()):
+        return False
+    from pipelines.core.contract import TABLES
+
+    return all((landing / f"{t}.parquet").is_file()
+               or any((landing / t).glob("*.parquet")) for t in TABLES)
+
+
+def _manifest_rows(landing: Path) -> dict[str, int]:
+    try:
+        return json.loads((landing / "_manifest.json").read_text(encoding="utf-8"))["rows"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*.parquet") if p.is_file())
+
+
+# -- one stage in its own process ----------------------------------------------------------------
+def _rss_kb(pid: int, field: str = "VmRSS") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_stage(name: str, args: list[str], work: Path, *, max_rss_gb: float = MAX_RSS_GB,
+              timeout: float = STAGE_TIMEOUT_S, on_progress=None) -> dict[str, object]:
+    """Run `python -m pipelines.bench.stage NAME ARGS`; return its result plus process figures.
+
+    `process_seconds` is the child's whole wall time (interpreter start and imports included);
+    `peak_rss_mb` its peak resident set from `os.wait4` (ru_maxrss). A watchdog kills it above
+    `max_rss_gb` or after `timeout` seconds; the result then says so in `error`.
+    """
+    result_file = work / f"stage-{name}.json"
+    stderr_file = work / f"stage-{name}.stderr"
+    result_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pipelines.bench.stage", name, "--result", str(result_file),
+           *args]
+    killed: list[str] = []
+    last_note = [""]
+    start = time.perf_counter()
+    with open(stderr_file, "w", encoding="utf-8") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        done = threading.Event()
+
+        def read_stdout() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("@progress ") and on_progress is not None:
+                    _, a, b = line.split()
+                    on_progress(int(a), int(b))
+                elif line.startswith("@note "):
+                    last_note[0] = line[len("@note "):].strip()
+
+        def watchdog() -> None:
+            limit_kb = max_rss_gb * 1024 * 1024
+            while not done.wait(0.25):
+                rss = _rss_kb(proc.pid)
+                if rss > limit_kb:
+                    killed.append(f"killed: RSS {rss / 1024 / 1024:.1f} GB over the "
+                                  f"{max_rss_gb:g} GB limit")
+                elif time.perf_counter() - start > timeout:
+                    killed.append(f"killed: still running after {timeout:.0f} s")
+                if killed:
+                    proc.kill()
+                    return
+
+        threads = [threading.Thread(target=read_stdout, daemon=True),
+                   threading.Thread(target=watchdog, daemon=True)]
+        for t in threads:
+            t.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        for t in threads:
+            t.join(timeout=5)
+    outcome: dict[str, object] = {}
+    if result_file.is_file():
+        outcome = json.loads(result_file.read_text(encoding="utf-8"))
+    error = killed[0] if killed else outcome.get("error")
+    if killed and last_note[0]:
+        error += f" (last progress: at {last_note[0]})"
+    if proc.returncode != 0 and not error:
+        tail = [line for line in stderr_file.read_text(errors="replace").splitlines()
+                if line.strip()]
+        error = tail[-1] if tail else f"exit code {proc.returncode}"
+    return {
+        "status": "failed" if error else "ok",
+        "seconds": None if error else outcome.get("seconds"),
+        "cpu_seconds": None if error else outcome.get("cpu_seconds"),
+        "process_seconds": round(wall, 3),
+        "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "details": outcome.get("details", {}),
+        "error": error,
+        "note": None,
+    }
+
+
+def _skipped(note: str) -> dict[str, object]:
+    return {"status": "skipped", "seconds": None, "cpu_seconds": None, "process_seconds": None,
+            "process_cpu_seconds": None, "peak_rss_mb": None, "details": {}, "error": None,
+            "note": note}
+
+
+# -- ratios and targets ------------------------------------------------------------------------
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a is not None and b else None
+
+
+def _seconds(stages: dict, name: str) -> float | None:
+    stage = stages.get(name) or {}
+    return stage.get("seconds") if stage.get("status") == "ok" else None
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def ratios(result: dict, siblings: dict[str, dict]) -> dict[str, object]:
+    stages = result["stages"]
+    session_rows = result["data"].get("session_progress_rows") or 0
+    millions = session_rows / 1e6 if session_rows else None
+    marts, peer, floor = (_seconds(stages, n) for n in ("marts", "sql_peer", "lower_bound"))
+    e2e = stages.get("e2e", {})
+    compute = (stages.get("marts", {}).get("details") or {}).get("compute_seconds")
+    spm: dict[str, float | None] = {}
+    for name in ("e2e", "ingest", "marts", "sql_peer", "lower_bound"):
+        seconds = _seconds(stages, name)
+        spm[name] = round(seconds / millions, 4) if millions and seconds is not None else None
+    spm["e2e_process"] = (round(e2e["process_seconds"] / millions, 4)
+                          if millions and e2e.get("status") == "ok" else None)
+    out: dict[str, object] = {
+        "sql_peer_over_marts": _ratio(peer, marts),
+        "marts_over_lower_bound": _ratio(marts, floor),
+        "marts_compute_over_lower_bound": _ratio(compute, floor) if marts else None,
+        "seconds_per_million_session_rows": spm,
+    }
+    # linear growth: L's seconds per million session rows over M's
+    me = result["tier"]["name"]
+    other = {"L": "M", "M": "L"}.get(me)
+    out["linearity_L_over_M"] = None
+    out["linearity_source"] = None
+    if other and other in siblings:
+        mine = spm
+        theirs = siblings[other].get("ratios", {}).get("seconds_per_million_session_rows", {})
+        large, medium = (mine, theirs) if me == "L" else (theirs, mine)
+        out["linearity_L_over_M"] = {
+            k: _ratio(large.get(k), medium.get(k)) for k in ("e2e", "e2e_process", "marts",
+                                                             "ingest", "sql_peer")}
+        out["linearity_source"] = siblings[other].get("_path")
+    # throughput: events per second, per-event service vs the pipeline end to end
+    event_rows = result["data"].get("event_rows")
+    pipeline_eps = (round(event_rows / e2e["process_seconds"], 1)
+                    if event_rows and e2e.get("status") == "ok" else None)
+    per_event = stages.get("per_event", {})
+    per_event_eps, source = None, None
+    if per_event.get("status") == "ok":
+        per_event_eps = per_event["details"].get("events_per_second")
+        source = "this run"
+    elif "S" in siblings:
+        sib = siblings["S"].get("stages", {}).get("per_event", {})
+        if sib.get("status") == "ok":
+            per_event_eps, source = sib["details"].get("events_per_second"), siblings["S"]["_path"]
+    out["pipeline_events_per_second"] = pipeline_eps
+    out["per_event_events_per_second"] = round(per_event_eps, 1) if per_event_eps else None
+    out["per_event_source"] = source
+    out["per_event_over_pipeline"] = _ratio(per_event_eps, pipeline_eps)
+    out["pipeline_over_per_event"] = _ratio(pipeline_eps, per_event_eps)
+    return out
+
+
+def targets(result: dict) -> list[dict[str, object]]:
+    """The issue's targets (stated for tier L), evaluated on this run's figures."""
+    stages, r = result["stages"], result["ratios"]
+    e2e = stages.get("e2e", {})
+    ok = e2e.get("status") == "ok"
+    rows = [
+        ("e2e wall (process) <= 90 s", e2e.get("process_seconds") if ok else None,
+         lambda v: v <= 90),
+        ("e2e peak RSS <= 4096 MB", e2e.get("peak_rss_mb") if ok else None,
+         lambda v: v <= 4096),
+        ("SQL peer / marts >= 1.5", r.get("sql_peer_over_marts"), lambda v: v >= 1.5),
+        ("marts / lower bound <= 2.5", r.get("marts_over_lower_bound"), lambda v: v <= 2.5),
+        ("s per M session rows, L / M <= 1.3 (e2e)",
+         (r.get("linearity_L_over_M") or {}).get("e2e_process"), lambda v: v <= 1.3),
+    ]
+    out = [{"target": name, "value": value, "met": None if value is None else bool(test(value)),
+            "binding": result["tier"]["name"] == TARGETS_TIER} for name, value, test in rows]
+    out.append({"target": "per-event / pipeline events per second (reported, no target)",
+                "value": r.get("per_event_over_pipeline"), "met": None,
+                "binding": False})
+    return out
+
+
+# -- printing ----------------------------------------------------------------------------------
+def _fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _note(name: str, stage: dict) -> str:
+    d = stage.get("details") or {}
+    if name == "marts":
+        return (f"compute {_fmt(d.get('compute_seconds'))} s; validation "
+                f"{_fmt(d.get('validate_seconds'))} s not counted")
+    if name == "e2e":
+        return (f"steps: ingest {_fmt(d.get('ingest_steps_seconds'))}, marts "
+                f"{_fmt(d.get('marts_step_seconds'))}, checks "
+                f"{_fmt(d.get('check_steps_seconds'))} s")
+    if name == "sql_peer":
+        return "verified = marts" if d.get("verified") else ""
+    if name == "per_event":
+        eps = d.get("events_per_second") or 0
+        return (f"{eps:,.0f} events/s, {d.get('events_replayed', 0):,}/"
+                f"{d.get('events_total', 0):,} events"
+                + (", verified" if d.get("verified") else ", extrapolated"))
+    return ""
+
+
+def print_result(result: dict, console: Console) -> None:
+    data = result["data"]
+    console.print(
+        f"tier [bold]{result['tier']['name']}[/]: {result['tier']['enrollments']:,} enrollments, "
+        f"{_fmt(data.get('session_progress_rows'))} session rows, "
+        f"{_fmt(data.get('event_rows'))} event rows, as of {result['as_of']}; load average "
+        f"{result['load_average_start'][0]:.2f} at start, "
+        f"{result.get('load_average_end', [0])[0]:.2f} at end", highlight=False)
+    table = Table(title="stages (each in a fresh process)")
+    table.add_column("stage", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for header in ("work s", "work cpu s", "process s", "peak RSS MB", "s/M sess rows"):
+        table.add_column(header, justify="right")
+    table.add_column("notes")
+    spm = result["ratios"]["seconds_per_million_session_rows"]
+    for name, stage in result["stages"].items():
+        table.add_row(name, {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(
+            stage["status"], f"[yellow]{stage['status']}[/]"), _fmt(stage.get("seconds")),
+            _fmt(stage.get("cpu_seconds")), _fmt(stage.get("process_seconds")), _fmt(stage.get("peak_rss_mb"), 0),
+            _fmt(spm.get(name)), stage.get("error") or stage.get("note") or _note(name, stage))
+    console.print(table)
+    r = result["ratios"]
+    ratios_table = Table("ratio", "value", title="ratios")
+    for key in ("sql_peer_over_marts", "marts_over_lower_bound", "marts_compute_over_lower_bound",
+                "pipeline_events_per_second", "per_event_events_per_second",
+                "per_event_over_pipeline", "pipeline_over_per_event"):
+        ratios_table.add_row(key, _fmt(r.get(key), 4 if "over" in key else 1))
+    for key, value in (r.get("linearity_L_over_M") or {}).items():
+        ratios_table.add_row(f"linearity_L_over_M.{key}", _fmt(value, 3))
+    console.print(ratios_table)
+    t = Table("target (tier L)", "value", "met", title="targets")
+    for row in result["targets"]:
+        met = {True: "[green]met[/]", False: "[red]missed[/]", None: "-"}[row["met"]]
+        t.add_row(row["target"], _fmt(row["value"], 3), met)
+    console.print(t)
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+def _tier(tier: str | Tier) -> Tier:
+    if isinstance(tier, Tier):
+        return tier
+    if tier not in TIERS:
+        raise BenchError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    return TIERS[tier]
+
+
+def default_out(tier: Tier) -> Path:
+    return Path("bench-results") / f"{tier.name}.json"
+
+
+def run_bench(tier: str | Tier, out_json: Path | None = None, *, base: Path | None = None,
+              as_of: str = AS_OF, console: Console | None = None,
+              max_rss_gb: float = MAX_RSS_GB, stage_timeout: float = STAGE_TIMEOUT_S,
+              stages: tuple[str, ...] = STAGE_ORDER) -> dict:
+    """Benchmark one tier; write the JSON to `out_json` (default bench-results/<tier>.json).
+
+    Raises BenchError (after writing the JSON) when a stage failed, e.g. the SQL peer's tables
+    differ from the pipeline's marts: its figures must not be used.
+    """
+    tier = _tier(tier)
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    out_json = Path(out_json) if out_json else default_out(tier)
+    root = tier.root(base).resolve()
+    landing, work = root / "landing", root / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    warehouse, e2e_warehouse = work / "bench.duckdb", work / "e2e" / "warehouse.duckdb"
+    e2e_warehouse.parent.mkdir()
+
+    result: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "tier": {"name": tier.name, **{k: v for k, v in asdict(tier).items() if k != "name"}},
+        "as_of": as_of,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_start": list(os.getloadavg()),
+        "machine": machine(),
+        "code": code_version(),
+        "settings": {"max_rss_gb": max_rss_gb, "stage_timeout_s": stage_timeout,
+                     "timezone": TIMEZONE,
+                     "sql_peer_duckdb": {"threads": SQL_PEER_THREADS,
+                                         "memory_limit": SQL_PEER_MEMORY_LIMIT,
+                                         "temp_directory": str(work / "duckdb_tmp"),
+                                         "preserve_insertion_order": False}},
+        "data": {"landing": str(landing)},
+        "stages": {},
+    }
+
+    # extracts: reuse when complete, else generate in a child process with a progress bar
+    if extracts_complete(landing, tier):
+        result["data"]["generated"] = False
+        result["data"]["generate"] = None
+        console.print(f"reusing the {tier.name} extracts in {landing}", highlight=False)
+    else:
+        with Progress(TextColumn("generating {task.description}"), BarColumn(),
+                      TextColumn("{task.completed:,}/{task.total:,} enrollments"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"tier {tier.name}", total=tier.enrollments)
+            generated = run_stage(
+                "generate", ["--landing", str(landing), "--enrollments", str(tier.enrollments),
+                             "--academies", str(tier.academies), "--seed", str(tier.seed)],
+                work, max_rss_gb=max_rss_gb, timeout=stage_timeout,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if generated["status"] != "ok":
+            raise BenchError(f"generating the {tier.name} extracts failed: {generated['error']}")
+        result["data"]["generated"] = True
+        result["data"]["generate"] = {k: generated[k] for k in
+                                      ("seconds", "process_seconds", "peak_rss_mb")}
+    result["data"]["delivered_rows"] = _manifest_rows(landing)
+    result["data"]["extract_bytes"] = _folder_bytes(landing)
+
+    common = {"--tz": TIMEZONE, "--as-of": as_of}
+    args = {
+        "lower_bound": {"--landing": landing, "--tz": TIMEZONE},
+        "ingest": {"--landing": landing, "--warehouse": warehouse, "--tz": TIMEZONE},
+        "marts": {"--warehouse": warehouse, **common},
+        "sql_peer": {"--warehouse": warehouse, "--as-of": as_of,
+                     "--threads": SQL_PEER_THREADS, "--memory-limit": SQL_PEER_MEMORY_LIMIT,
+                     "--temp-directory": work / "duckdb_tmp"},
+        "e2e": {"--landing": landing, "--warehouse": e2e_warehouse, **common},
+        "per_event": {"--warehouse": warehouse, "--sqlite": work / "per_event.sqlite", **common,
+                      **({"--max-events": tier.per_event_events}
+                         if tier.per_event_events is not None else {})},
+    }
+    for name in stages:
+        if name == "per_event" and not tier.per_event:
+            result["stages"][name] = _skipped("per-event style runs at tier S only")
+            continue
+        missing = [n for n in NEEDS.get(name, ()) if
+                   result["stages"].get(n, {}).get("status") != "ok"]
+        if missing:
+            result["stages"][name] = _skipped(f"needs {', '.join(missing)}")
+            continue
+        console.print(f"stage [bold]{name}[/] ...", highlight=False)
+        flat = [str(x) for k, v in args[name].items() for x in (k, v)]
+        result["stages"][name] = run_stage(name, flat, work, max_rss_gb=max_rss_gb,
+                                           timeout=stage_timeout)
+        stage = result["stages"][name]
+        console.print(f"  {stage['status']}: {_fmt(stage['seconds'])} s work, "
+                      f"{_fmt(stage['process_seconds'])} s process, "
+                      f"{_fmt(stage['peak_rss_mb'], 0)} MB peak RSS"
+                      + (f" [red]{stage['error']}[/]" if stage["error"] else ""),
+                      highlight=False)
+
+    marts_rows = (result["stages"].get("marts", {}).get("details") or {}).get("rows", {})
+    result["data"]["session_progress_rows"] = marts_rows.get("session_progress")
+    result["data"]["event_rows"] = (result["stages"].get("ingest", {}).get("details")
+                                    or {}).get("event_rows")
+
+    siblings = {}
+    for name in ("S", "M", "L"):
+        path = out_json.parent / f"{name}.json"
+        if name != tier.name and (found := _load(path)) is not None:
+            siblings[name] = found | {"_path": str(path)}
+    result["ratios"] = ratios(result, siblings)
+    result["targets"] = targets(result)
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["load_average_end"] = list(os.getloadavg())
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n",
+                        encoding="utf-8")
+    print_result(result, console)
+    console.print(f"figures written to {out_json}", highlight=False)
+    failed = [f"{n}: {s['error']}" for n, s in result["stages"].items()
+              if s["status"] == "failed"]
+    if failed:
+        raise BenchError("stage " + "; stage ".join(failed))
+    return result
