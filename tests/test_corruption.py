@@ -60,6 +60,10 @@ def _write(rows: list[list[str]]) -> bytes:
 
 
 def corrupt(data: bytes, kind: str, rng: random.Random) -> bytes:
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # already re-encoded or garbage: only byte-level damage applies
+        kind = kind if kind in ("binary", "truncate", "bom", "crlf") else "truncate"
     if kind == "binary":
         return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
     if kind == "truncate":
@@ -69,8 +73,7 @@ def corrupt(data: bytes, kind: str, rng: random.Random) -> bytes:
     if kind == "crlf":
         return data.replace(b"\n", b"\r\n")
     if kind in ("cp949", "euc-kr"):
-        text = data.decode("utf-8")
-        return text.encode(kind, errors="replace")
+        return data.decode("utf-8-sig").encode(kind, errors="replace")
     rows = _rows(data)
     if len(rows) < 2:
         return data
