@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import settings
 
 from pipelines.core.ingest import TableIngest, ingest_all
 from pipelines.core.marts import RiskThresholds, build_marts
+
+# CI runs the same Hypothesis examples every time (a red CI is then reproducible); local runs
+# keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 HEADERS = {
     "lectures": "lecture_id,academy_id,title",
