@@ -11,7 +11,7 @@ from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.ingest import TableIngest, ingest_table
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
 from pipelines.core.warehouse import read_table, replace_tables
-from pipelines.metadata import frame_metadata, table_doc
+from pipelines.metadata import definition_metadata, frame_metadata, table_doc
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
 AUDIT_TABLE = "raw.ingest_audit"
@@ -62,11 +62,13 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
         specs=[
             dg.AssetSpec(
                 raw_key, group_name="raw", deps=deps, kinds={"duckdb", "polars"},
+                metadata=definition_metadata(raw_model),
                 description=f"{table_description(raw_model)} Valid rows of the `{table}` "
                 "extract, typed per the data contract.",
             ),
             dg.AssetSpec(
                 quarantine_key, group_name="quarantine", deps=deps, kinds={"duckdb"},
+                metadata=definition_metadata(quarantine_model),
                 description=f"Rejected rows of the `{table}` extract, as delivered, with the "
                 "first failing rule (`_reason`), file and record number.",
             ),

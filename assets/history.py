@@ -25,7 +25,7 @@ from pipelines.core.history import HISTORY_TABLES, end_of_day, history_for_days,
 from pipelines.core.history_schemas import HISTORY_MODELS
 from pipelines.core.schemas import table_description, validate
 from pipelines.core.warehouse import read_table
-from pipelines.metadata import frame_metadata, preview, table_doc
+from pipelines.metadata import definition_metadata, frame_metadata, preview, table_doc
 from pipelines.operations import HISTORY_GROUP, MARTS_FRESHNESS
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
@@ -49,7 +49,7 @@ def _spec(name: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         HISTORY_KEYS[name], group_name=HISTORY_GROUP, deps=_DEPS[name],
         kinds={"duckdb", "polars"}, description=table_description(HISTORY_MODELS[name]),
-        freshness_policy=MARTS_FRESHNESS,
+        freshness_policy=MARTS_FRESHNESS, metadata=definition_metadata(HISTORY_MODELS[name]),
     )
 
 

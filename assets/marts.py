@@ -14,7 +14,7 @@ from pipelines.core.marts import build_marts
 from pipelines.core.publish import content_hash
 from pipelines.core.schemas import MART_MODELS, table_description, validate
 from pipelines.core.warehouse import read_table, replace_tables
-from pipelines.metadata import frame_metadata, preview, table_doc
+from pipelines.metadata import definition_metadata, frame_metadata, preview, table_doc
 from pipelines.operations import MARTS_FRESHNESS
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
@@ -24,7 +24,7 @@ PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_li
 def _spec(name: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
     return dg.AssetSpec(
         ["marts", name], group_name="marts", deps=deps, kinds={"duckdb", "polars"},
-        freshness_policy=MARTS_FRESHNESS,
+        freshness_policy=MARTS_FRESHNESS, metadata=definition_metadata(MART_MODELS[name]),
         description=table_description(MART_MODELS[name]),
     )
 
@@ -74,6 +74,7 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
 
 
 @dg.asset(key=["marts", "dim_labels"], group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
+          metadata=definition_metadata(MART_MODELS["dim_labels"]),
           description=table_description(MART_MODELS["dim_labels"]))
 def dim_labels_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
     frame = dim_labels()

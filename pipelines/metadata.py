@@ -14,20 +14,26 @@ def table_doc(model) -> TableDoc:
     return TableDoc(table_description(model), column_descriptions(model))
 
 
-def column_schema(model, dtypes: dict[str, pl.DataType]) -> dg.TableSchema:
-    descriptions = column_descriptions(model)
+def column_schema(model) -> dg.TableSchema:
+    """Column names, types and descriptions, straight from the Pandera model."""
+    columns = model.to_schema().columns
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(name, str(dtypes.get(name, "")), description=text)
-            for name, text in descriptions.items()
+            dg.TableColumn(name, str(columns[name].dtype), description=text)
+            for name, text in column_descriptions(model).items()
         ]
     )
+
+
+def definition_metadata(model) -> dict[str, object]:
+    """Metadata shown on an asset before it is ever materialized."""
+    return {"dagster/column_schema": column_schema(model)}
 
 
 def frame_metadata(model, frame: pl.DataFrame) -> dict[str, object]:
     return {
         "dagster/row_count": frame.height,
-        "dagster/column_schema": column_schema(model, dict(frame.schema)),
+        "dagster/column_schema": column_schema(model),
     }
 
 

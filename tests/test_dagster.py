@@ -50,6 +50,9 @@ def test_definitions_load_with_layers_descriptions_and_checks():
     for key, spec in specs.items():
         groups[key.path[0]].add(spec.group_name)
         assert spec.description, key
+        if key.path[0] in ("raw", "quarantine", "marts"):  # visible before any run
+            schema = spec.metadata["dagster/column_schema"]
+            assert schema.columns and all(c.description for c in schema.columns), key
     assert groups == {"raw": {"raw"}, "quarantine": {"quarantine"},
                       "marts": {"marts", "history"}, "exports": {"exports"}}
     assert {k.path[1] for k in specs if k.path[0] == "raw"} == set(TABLES)
