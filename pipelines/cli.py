@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_bench import bench
 from pipelines.cli_consume import export, report
 from pipelines.cli_history import alerts, backfill, print_run_alerts
 
@@ -22,6 +23,7 @@ app.command()(export)
 app.command()(report)
 app.command()(backfill)
 app.command()(alerts)
+app.command()(bench)
 console = Console()
 err = Console(stderr=True)
 
@@ -40,14 +42,30 @@ def generate(
     enrollments: Annotated[int, typer.Option(min=1, help="Number of enrollments.")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
     format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    tier: Annotated[str | None, typer.Option(
+        help="Scale tier S (10k), M (100k) or L (1M enrollments), as Parquet; overrides "
+        "--academies, --enrollments and --format.")] = None,
 ) -> None:
     """Write realistic synthetic extracts (with a few bad rows of every kind)."""
+    from rich.progress import Progress
+
+    from pipelines.bench import TIERS
     from pipelines.generate import generate_extracts
 
+    if tier is not None:
+        if tier.upper() not in TIERS:
+            _fail(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}")
+        chosen = TIERS[tier.upper()]
+        academies, enrollments, format = chosen.academies, chosen.enrollments, "parquet"
     if format not in ("csv", "parquet"):
         _fail(f"--format must be csv or parquet, not {format!r}")
-    counts = generate_extracts(out, academies=academies, enrollments=enrollments, seed=seed,
-                               fmt=format)  # type: ignore[arg-type]
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("generating enrollments", total=enrollments)
+        counts = generate_extracts(
+            out, academies=academies, enrollments=enrollments, seed=seed,
+            fmt=format,  # type: ignore[arg-type]
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     table = Table("table", "rows", title=f"extracts written to {out}")
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")

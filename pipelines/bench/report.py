@@ -53,14 +53,15 @@ def main(paths: list[str]) -> None:
         result = json.loads(Path(path).read_text(encoding="utf-8"))
         print(f"#### {result['tier']['name']} ({path})\n\n{summary(result)}\n")
         print(stage_table(result) + "\n")
-        print("| ratio | value |\n|---|--:|")
+        rows = []
         for key, value in result["ratios"].items():
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    print(f"| {key}.{k} | {_f(v, 3)} |")
-            else:
-                print(f"| {key} | {_f(value, 3)} |")
-        print()
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            rows += [f"| {key}{'.' + k if k else ''} | {_f(v, 3)} |" for k, v in items
+                     if v is not None]
+        if rows:
+            print("| ratio | value |\n|---|--:|\n" + "\n".join(rows) + "\n")
+        else:
+            print("(no ratio measured)\n")
 
 
 if __name__ == "__main__":

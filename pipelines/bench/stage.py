@@ -214,7 +214,9 @@ def stage_e2e(a: argparse.Namespace) -> dict:
         if path.is_file():
             path.unlink()
     instance = dg.DagsterInstance.ephemeral()
-    runner._instance = lambda: instance  # keep the run's events to read its step timings
+    for name in ("dagster_instance", "_instance"):  # keep the run's events for step timings
+        if hasattr(runner, name):
+            setattr(runner, name, lambda: instance)
     start = begin()
     report = runner.run_pipeline(landing=Path(a.landing), warehouse=warehouse, as_of=a.as_of,
                                  timezone=a.tz)
