@@ -58,35 +58,56 @@ def quarantine_schema(spec: TableSpec) -> dict[str, pl.DataType]:
     return schema | {"_reason": pl.String(), "_source_file": pl.String(), "_source_row": pl.Int64()}
 
 
-def _typed(delivered: pl.DataFrame, spec: TableSpec, tz: str) -> pl.DataFrame:
-    """Parsed values (`v:<col>`), delivered text (`t:<col>`) and §2 steps 1-4 (`_reason`).
+@dataclass
+class _FileSplit:
+    """One file after §2 steps 1-4: rows that passed (values only) and rows already rejected."""
+
+    passed: pl.DataFrame  # _seq, v:<col>..., lineage
+    text: pl.DataFrame | None  # _seq, t:<col> of passed rows, only for text columns
+    rejected: pl.DataFrame  # quarantine rows (contract columns as text, _reason, lineage, _seq)
+
+
+def _split_file(delivered: pl.DataFrame, spec: TableSpec, tz: str, offset: int) -> _FileSplit:
+    """Parse one file and split it by §2 steps 1-4.
 
     A String column is trimmed and parsed by the contract's rules. A column that arrived
-    natively typed (Parquet) is used as is; its text is rendered only where it is invalid
-    (e.g. a NaN), the rest is rendered from the typed value if the row is quarantined.
+    natively typed (Parquet) is used as is. Only rejected rows carry their delivered text; for
+    passed rows the text of String columns is kept aside (a later check may still quarantine
+    them), and native values are rendered from the typed value if that happens.
     """
-    present, value, text_out = {}, {}, {}
+    present, value, text = {}, {}, {}
     for c in spec.columns:
         col = pl.col(c.name)
         if delivered.schema[c.name] == pl.String:
             trimmed_text = trimmed(col)
             present[c.name] = trimmed_text.is_not_null()
             value[c.name] = parse(trimmed_text, c.type, tz)
-            text_out[c.name] = col
+            text[c.name] = col
         else:
             present[c.name] = col.is_not_null()
             value[c.name] = native_value(col, c.type)
-            text_out[c.name] = pl.when(present[c.name] & value[c.name].is_null()).then(
+            text[c.name] = pl.when(present[c.name] & value[c.name].is_null()).then(
                 col.cast(pl.String)
             )
     typed = delivered.select(
-        *(value[c.name].alias(f"v:{c.name}") for c in spec.columns),
-        *(text_out[c.name].alias(f"t:{c.name}") for c in spec.columns),
-        *LINEAGE,
+        pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias("_seq"),
+        *(value[c.name].cast(TYPES[c.type]).alias(f"v:{c.name}") for c in spec.columns),
+        *(text[c.name].cast(pl.String).alias(f"t:{c.name}") for c in spec.columns),
+        pl.col("_source_file").cast(pl.Categorical),
+        pl.col("_source_row"),
         _reason(spec, present, value),
     )
-    return typed.cast({f"v:{c.name}": TYPES[c.type] for c in spec.columns}
-                      | {f"t:{c.name}": pl.String for c in spec.columns})
+    failed = pl.col("_reason").is_not_null()
+    rejected = typed.filter(failed).select(
+        "_seq", *_as_delivered(spec), "_reason", *LINEAGE
+    )
+    passed = typed.filter(~failed)
+    text_columns = [f"t:{c}" for c in spec.column_names if delivered.schema[c] == pl.String]
+    return _FileSplit(
+        passed.select("_seq", *(f"v:{c}" for c in spec.column_names), *LINEAGE),
+        passed.select("_seq", *text_columns) if text_columns else None,
+        rejected,
+    )
 
 
 def native_value(col: pl.Expr, type_: ColumnType) -> pl.Expr:
@@ -125,45 +146,43 @@ def _reason(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Ex
     return reason.alias("_reason")
 
 
-def _as_delivered(spec: TableSpec) -> list[pl.Expr]:
+def _as_delivered(spec: TableSpec, text_columns: set[str] | None = None) -> list[pl.Expr]:
     """Quarantine text: the delivered text, or the typed value rendered for native columns."""
     out = []
     for c in spec.columns:
         v = pl.col(f"v:{c.name}")
         rendered = v.dt.strftime("%Y-%m-%d %H:%M:%S%.6f") if c.type == "timestamp" else v.cast(
             pl.String)
-        out.append(pl.coalesce(pl.col(f"t:{c.name}"), rendered).alias(c.name))
+        if text_columns is None or f"t:{c.name}" in text_columns:
+            rendered = pl.coalesce(pl.col(f"t:{c.name}"), rendered)
+        out.append(rendered.alias(c.name))
     return out
 
 
-def _reference_failures(
-    rows: pl.DataFrame, spec: TableSpec, refs: dict[str, pl.DataFrame]
-) -> pl.DataFrame:
-    """Mark rows whose references are not valid (§2 step 6), then lecture mismatches (step 7)."""
-    known = pl.lit(True)
-    for column, table in spec.references.items():
-        key = SPECS[table].key[0]
-        valid_keys = refs[table].get_column(key).unique()
-        known = known & pl.col(f"v:{column}").is_in(valid_keys.implode())
-    rows = rows.with_columns(
-        pl.when(~known).then(pl.lit("unknown_reference")).alias("_reason")
+def _lecture_of(key: str, table: pl.DataFrame) -> pl.Expr:
+    """The lecture of a referenced row, null when the reference is not a valid row."""
+    return pl.col(f"v:{key}").replace_strict(
+        table.get_column(key), table.get_column("lecture_id"), default=None,
+        return_dtype=pl.Int64,
     )
+
+
+def _reference_reason(spec: TableSpec, refs: dict[str, pl.DataFrame]) -> pl.Expr:
+    """§2 step 6 (unknown_reference) then step 7 (lecture_mismatch), null when both pass."""
+    if not spec.references:  # lectures reference nothing
+        return pl.lit(None, pl.String)
     if not spec.is_event:
-        return rows
-    session_lecture = refs["sessions"].select(
-        pl.col("session_id").alias("v:session_id"), pl.col("lecture_id").alias("_s_lecture")
+        valid = refs["lectures"].get_column("lecture_id")
+        known = pl.col("v:lecture_id").is_in(valid.implode())
+        return pl.when(~known).then(pl.lit("unknown_reference"))
+    session_lecture = _lecture_of("session_id", refs["sessions"])
+    enrollment_lecture = _lecture_of("enrollment_id", refs["enrollments"])
+    return (
+        pl.when(session_lecture.is_null() | enrollment_lecture.is_null())
+        .then(pl.lit("unknown_reference"))
+        .when(session_lecture != enrollment_lecture)
+        .then(pl.lit("lecture_mismatch"))
     )
-    enrollment_lecture = refs["enrollments"].select(
-        pl.col("enrollment_id").alias("v:enrollment_id"), pl.col("lecture_id").alias("_e_lecture")
-    )
-    rows = rows.join(session_lecture, on="v:session_id", how="left").join(
-        enrollment_lecture, on="v:enrollment_id", how="left"
-    )
-    mismatch = pl.col("_reason").is_null() & (pl.col("_s_lecture") != pl.col("_e_lecture"))
-    return rows.with_columns(
-        pl.when(mismatch).then(pl.lit("lecture_mismatch")).otherwise(pl.col("_reason"))
-        .alias("_reason")
-    ).drop("_s_lecture", "_e_lecture")
 
 
 def validate_table(
@@ -174,41 +193,59 @@ def validate_table(
     `files` holds each file's delivered frame in delivery order (files by path, then record
     order). `refs` maps each referenced table to its already-validated raw frame.
     """
-    typed = [_typed(frame, spec, tz) for frame in files]
-    empty = _typed(empty_delivery(spec), spec, tz)
-    typed_all = pl.concat([empty, *typed]).with_row_index("_seq")
-
-    failed_early = typed_all.filter(pl.col("_reason").is_not_null())
-    passed = typed_all.filter(pl.col("_reason").is_null())
+    splits, offset = [], 0
+    for frame in files or [empty_delivery(spec)]:
+        splits.append(_split_file(frame, spec, tz, offset))
+        offset += frame.height
+    passed = pl.concat([s.passed for s in splits], rechunk=False)
+    texts = [s.text for s in splits if s.text is not None]
+    rejected = [s.rejected for s in splits]
+    del splits
 
     # §2 step 5: identical parsed rows collapse to the first copy; a natural key with more than
     # one distinct row is a conflict, and every delivered copy of it is quarantined. Only keys
-    # delivered more than once need the full-row comparison.
+    # that may repeat (same key hash) need the full-row comparison.
     values = [f"v:{c}" for c in spec.column_names]
     key_values = [f"v:{c}" for c in spec.key]
-    repeated = pl.len().over(key_values) > 1
-    single, multi = passed.filter(~repeated), passed.filter(repeated)
-    multi = multi.with_columns(
-        (pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first")
-    ).with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
-    conflicts = multi.filter("_conflict").with_columns(
-        pl.lit("duplicate_conflict").alias("_reason")
-    )
-    kept = pl.concat([single, multi.filter(~pl.col("_conflict") & pl.col("_first"))
-                     .drop("_first", "_conflict")])
-    collapsed = multi.filter(~pl.col("_conflict") & ~pl.col("_first")).height
+    repeated = pl.struct(key_values).hash(seed=0).is_duplicated()
+    passed = passed.with_columns(repeated.alias("_repeated"))
+    multi = passed.filter("_repeated").drop("_repeated")
+    collapsed = 0
+    if multi.height:
+        multi = multi.with_columns(
+            (pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first")
+        ).with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
+        conflicts = multi.filter("_conflict").with_columns(
+            pl.lit("duplicate_conflict").alias("_reason")
+        )
+        collapsed = multi.filter(~pl.col("_conflict") & ~pl.col("_first")).height
+        kept = pl.concat([
+            passed.filter(~pl.col("_repeated")).drop("_repeated"),
+            multi.filter(~pl.col("_conflict") & pl.col("_first")).drop("_first", "_conflict"),
+        ]).sort("_seq")
+    else:
+        conflicts = None
+        kept = passed.drop("_repeated")
+    del passed, multi
 
-    checked = _reference_failures(kept, spec, refs)
-    late_failures = checked.filter(pl.col("_reason").is_not_null())
-    raw = (
-        checked.filter(pl.col("_reason").is_null())
-        .sort("_seq")
-        .select([pl.col(f"v:{c}").alias(c) for c in spec.column_names] + LINEAGE)
+    checked = kept.with_columns(_reference_reason(spec, refs).alias("_reason"))
+    del kept
+    late = checked.filter(pl.col("_reason").is_not_null())
+    if conflicts is not None:
+        late = pl.concat([late, conflicts.select(late.columns)])
+    raw = checked.filter(pl.col("_reason").is_null()).select(
+        [pl.col(f"v:{c}").alias(c) for c in spec.column_names] + LINEAGE
     )
+    del checked
+    if texts and late.height:
+        text = pl.concat(texts, how="diagonal_relaxed")
+        late = late.join(text, on="_seq", how="left")
+    text_columns = set(late.columns)
     quarantine = (
-        pl.concat([f.select(typed_all.columns) for f in (failed_early, conflicts, late_failures)])
+        pl.concat([*rejected,
+                   late.select("_seq", *_as_delivered(spec, text_columns), "_reason", *LINEAGE)])
         .sort("_seq")
-        .select(*_as_delivered(spec), "_reason", *LINEAGE)
+        .drop("_seq")
     )
     return raw, quarantine, collapsed
 
@@ -235,7 +272,10 @@ def ingest_table(
             frames.append(read)
     result.delivered = sum(frame.height for frame in frames)
     result.raw, result.quarantine, result.collapsed = validate_table(frames, spec, tz, refs)
-    result.raw = result.raw.cast(raw_schema(spec))  # type: ignore[arg-type]
+    # `_source_file` stays Categorical in memory (one file name per row would cost more than
+    # the data); DuckDB stores it as VARCHAR.
+    schema = raw_schema(spec) | {"_source_file": pl.Categorical()}
+    result.raw = result.raw.cast(schema)  # type: ignore[arg-type]
     result.quarantine = result.quarantine.cast(quarantine_schema(spec))  # type: ignore[arg-type]
     return result
 
