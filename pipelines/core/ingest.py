@@ -75,37 +75,32 @@ def _split_file(delivered: pl.DataFrame, spec: TableSpec, tz: str, offset: int) 
     passed rows the text of String columns is kept aside (a later check may still quarantine
     them), and native values are rendered from the typed value if that happens.
     """
-    present, value, text = {}, {}, {}
+    present, value = {}, {}
     for c in spec.columns:
         col = pl.col(c.name)
         if delivered.schema[c.name] == pl.String:
             trimmed_text = trimmed(col)
             present[c.name] = trimmed_text.is_not_null()
             value[c.name] = parse(trimmed_text, c.type, tz)
-            text[c.name] = col
         else:
             present[c.name] = col.is_not_null()
             value[c.name] = native_value(col, c.type)
-            text[c.name] = pl.when(present[c.name] & value[c.name].is_null()).then(
-                col.cast(pl.String)
-            )
-    typed = delivered.select(
+    typed = delivered.with_columns(
         pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias("_seq"),
         *(value[c.name].cast(TYPES[c.type]).alias(f"v:{c.name}") for c in spec.columns),
-        *(text[c.name].cast(pl.String).alias(f"t:{c.name}") for c in spec.columns),
         pl.col("_source_file").cast(pl.Categorical),
-        pl.col("_source_row"),
         _reason(spec, present, value),
     )
     failed = pl.col("_reason").is_not_null()
+    text_columns = [c for c in spec.column_names if delivered.schema[c] == pl.String]
     rejected = typed.filter(failed).select(
-        "_seq", *_as_delivered(spec), "_reason", *LINEAGE
+        "_seq", *(pl.col(c).cast(pl.String) for c in spec.column_names), "_reason", *LINEAGE
     )
     passed = typed.filter(~failed)
-    text_columns = [f"t:{c}" for c in spec.column_names if delivered.schema[c] == pl.String]
     return _FileSplit(
         passed.select("_seq", *(f"v:{c}" for c in spec.column_names), *LINEAGE),
-        passed.select("_seq", *text_columns) if text_columns else None,
+        passed.select("_seq", *(pl.col(c).alias(f"t:{c}") for c in text_columns))
+        if text_columns else None,
         rejected,
     )
 
