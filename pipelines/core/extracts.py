@@ -72,7 +72,7 @@ def _delivered_frame(spec: TableSpec, columns: dict[str, list | pl.Series], n: i
     ]
     frame = pl.DataFrame(data)
     return frame.with_columns(
-        pl.lit(rel, pl.String).alias("_source_file"),
+        pl.lit(rel, pl.String).cast(pl.Categorical).alias("_source_file"),
         pl.int_range(1, n + 1, dtype=pl.Int64).alias("_source_row"),
     )
 

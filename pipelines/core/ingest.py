@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .contract import SPECS, ColumnType, TableSpec
+from .contract import QUARANTINE_REASONS, SPECS, ColumnType, TableSpec
 from .extracts import RefusedFile, read_files
 from .parse import TYPES, parse, trimmed
 
@@ -88,19 +88,23 @@ def _split_file(delivered: pl.DataFrame, spec: TableSpec, tz: str, offset: int) 
     typed = delivered.with_columns(
         pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias("_seq"),
         *(value[c.name].cast(TYPES[c.type]).alias(f"v:{c.name}") for c in spec.columns),
-        pl.col("_source_file").cast(pl.Categorical),
-        _reason(spec, present, value),
+        _reason_code(spec, present, value),
     )
-    failed = pl.col("_reason").is_not_null()
     text_columns = [c for c in spec.column_names if delivered.schema[c] == pl.String]
+    kept_columns = ["_seq", *(f"v:{c}" for c in spec.column_names), *LINEAGE,
+                    *(pl.col(c).alias(f"t:{c}") for c in text_columns)]
+    failed = pl.col("_code") > 0
     rejected = typed.filter(failed).select(
-        "_seq", *(pl.col(c).cast(pl.String) for c in spec.column_names), "_reason", *LINEAGE
+        "_seq", *(pl.col(c).cast(pl.String) for c in spec.column_names),
+        _reason_text(pl.col("_code")), *LINEAGE,
     )
-    passed = typed.filter(~failed)
+    # most files have no rejected row: then nothing is copied
+    passed = typed.select(kept_columns) if rejected.is_empty() else typed.filter(
+        ~failed).select(kept_columns)
+    del typed
     return _FileSplit(
         passed.select("_seq", *(f"v:{c}" for c in spec.column_names), *LINEAGE),
-        passed.select("_seq", *(pl.col(c).alias(f"t:{c}") for c in text_columns))
-        if text_columns else None,
+        passed.select("_seq", *(f"t:{c}" for c in text_columns)) if text_columns else None,
         rejected,
     )
 
@@ -114,8 +118,10 @@ def native_value(col: pl.Expr, type_: ColumnType) -> pl.Expr:
     return col
 
 
-def _reason(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Expr]) -> pl.Expr:
-    """The first of missing_value, invalid_type, invalid_enum, out_of_range that applies."""
+def _reason_code(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Expr]
+                 ) -> pl.Expr:
+    """The first of missing_value, invalid_type, invalid_enum, out_of_range that applies, as
+    a one-byte code (its 1-based position in QUARANTINE_REASONS; 0 when none applies)."""
     missing = [~present[c.name] for c in spec.columns if c.required]
     invalid = [present[c.name] & value[c.name].is_null() for c in spec.columns]
     bad_enum = [~value[c.name].is_in(list(c.enum)) for c in spec.columns if c.enum]
@@ -125,7 +131,7 @@ def _reason(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Ex
         for c in spec.columns
         if c.min is not None or c.max is not None
     ]
-    reason = pl.lit(None, pl.String)
+    code = pl.lit(0, pl.UInt8)
     for name, conditions in reversed([
         ("missing_value", missing),
         ("invalid_type", invalid),
@@ -133,12 +139,20 @@ def _reason(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Ex
         ("out_of_range", out_of_range),
     ]):
         if conditions:
-            reason = (
+            code = (
                 pl.when(pl.any_horizontal(conditions).fill_null(False))
-                .then(pl.lit(name))
-                .otherwise(reason)
+                .then(pl.lit(QUARANTINE_REASONS.index(name) + 1, pl.UInt8))
+                .otherwise(code)
             )
-    return reason.alias("_reason")
+    return code.alias("_code")
+
+
+def _reason_text(code: pl.Expr) -> pl.Expr:
+    """The reason name of a one-byte reason code (0 = passed)."""
+    return code.replace_strict(
+        list(range(1, len(QUARANTINE_REASONS) + 1)), list(QUARANTINE_REASONS),
+        return_dtype=pl.String,
+    ).alias("_reason")
 
 
 def _as_delivered(spec: TableSpec, text_columns: set[str] | None = None) -> list[pl.Expr]:
@@ -162,22 +176,48 @@ def _lecture_of(key: str, table: pl.DataFrame) -> pl.Expr:
     )
 
 
-def _reference_reason(spec: TableSpec, refs: dict[str, pl.DataFrame]) -> pl.Expr:
-    """§2 step 6 (unknown_reference) then step 7 (lecture_mismatch), null when both pass."""
+def _reference_code(spec: TableSpec, refs: dict[str, pl.DataFrame]) -> pl.Expr:
+    """§2 step 6 (unknown_reference) then step 7 (lecture_mismatch) as a reason code."""
+    unknown = pl.lit(QUARANTINE_REASONS.index("unknown_reference") + 1, pl.UInt8)
+    mismatch = pl.lit(QUARANTINE_REASONS.index("lecture_mismatch") + 1, pl.UInt8)
     if not spec.references:  # lectures reference nothing
-        return pl.lit(None, pl.String)
+        return pl.lit(0, pl.UInt8)
     if not spec.is_event:
         valid = refs["lectures"].get_column("lecture_id")
         known = pl.col("v:lecture_id").is_in(valid.implode())
-        return pl.when(~known).then(pl.lit("unknown_reference"))
+        return pl.when(known).then(pl.lit(0, pl.UInt8)).otherwise(unknown)
     session_lecture = _lecture_of("session_id", refs["sessions"])
     enrollment_lecture = _lecture_of("enrollment_id", refs["enrollments"])
     return (
         pl.when(session_lecture.is_null() | enrollment_lecture.is_null())
-        .then(pl.lit("unknown_reference"))
+        .then(unknown)
         .when(session_lecture != enrollment_lecture)
-        .then(pl.lit("lecture_mismatch"))
+        .then(mismatch)
+        .otherwise(pl.lit(0, pl.UInt8))
     )
+
+
+def _duplicate_screen(passed: pl.DataFrame, spec: TableSpec) -> tuple[pl.Series, pl.DataFrame, int]:
+    """§2 step 5 over rows that passed steps 1-4.
+
+    Identical parsed rows collapse to the first copy; a natural key with more than one
+    distinct row is a conflict, and every delivered copy of it is quarantined. Returns the
+    mask of rows to keep, the conflicting rows, and how many copies collapsed. Only rows whose
+    key hash repeats get the full-row comparison, so the common case costs one hash per row.
+    """
+    values = [f"v:{c}" for c in spec.column_names]
+    key_values = [f"v:{c}" for c in spec.key]
+    repeated = passed.select(pl.struct(key_values).hash(seed=0).is_duplicated()).to_series()
+    if not repeated.any():
+        return pl.Series("_keep", [True] * passed.height, pl.Boolean), passed.clear(), 0
+    multi = passed.filter(repeated).with_columns(
+        (pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first")
+    ).with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
+    dropped = multi.filter(pl.col("_conflict") | ~pl.col("_first")).get_column("_seq")
+    keep = passed.select(~pl.col("_seq").is_in(dropped.implode())).to_series()
+    collapsed = multi.filter(~pl.col("_conflict") & ~pl.col("_first")).height
+    conflicts = multi.filter("_conflict").drop("_first", "_conflict")
+    return keep, conflicts, collapsed
 
 
 def validate_table(
@@ -186,49 +226,31 @@ def validate_table(
     """Split delivered rows into (raw, quarantine, collapsed exact duplicates).
 
     `files` holds each file's delivered frame in delivery order (files by path, then record
-    order). `refs` maps each referenced table to its already-validated raw frame.
+    order); the list is emptied as files are parsed, so their text can be freed early. `refs`
+    maps each referenced table to its already-validated raw frame.
     """
     splits, offset = [], 0
-    for frame in files or [empty_delivery(spec)]:
+    if not files:
+        files.append(empty_delivery(spec))
+    while files:
+        frame = files.pop(0)
         splits.append(_split_file(frame, spec, tz, offset))
         offset += frame.height
+        del frame
     passed = pl.concat([s.passed for s in splits], rechunk=False)
     texts = [s.text for s in splits if s.text is not None]
     rejected = [s.rejected for s in splits]
     del splits
 
-    # §2 step 5: identical parsed rows collapse to the first copy; a natural key with more than
-    # one distinct row is a conflict, and every delivered copy of it is quarantined. Only keys
-    # that may repeat (same key hash) need the full-row comparison.
-    values = [f"v:{c}" for c in spec.column_names]
-    key_values = [f"v:{c}" for c in spec.key]
-    repeated = pl.struct(key_values).hash(seed=0).is_duplicated()
-    passed = passed.with_columns(repeated.alias("_repeated"))
-    multi = passed.filter("_repeated").drop("_repeated")
-    collapsed = 0
-    if multi.height:
-        multi = multi.with_columns(
-            (pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first")
-        ).with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
-        conflicts = multi.filter("_conflict").with_columns(
-            pl.lit("duplicate_conflict").alias("_reason")
-        )
-        collapsed = multi.filter(~pl.col("_conflict") & ~pl.col("_first")).height
-        kept = pl.concat([
-            passed.filter(~pl.col("_repeated")).drop("_repeated"),
-            multi.filter(~pl.col("_conflict") & pl.col("_first")).drop("_first", "_conflict"),
-        ]).sort("_seq")
-    else:
-        conflicts = None
-        kept = passed.drop("_repeated")
-    del passed, multi
-
-    checked = kept.with_columns(_reference_reason(spec, refs).alias("_reason"))
-    del kept
-    late = checked.filter(pl.col("_reason").is_not_null())
-    if conflicts is not None:
-        late = pl.concat([late, conflicts.select(late.columns)])
-    raw = checked.filter(pl.col("_reason").is_null()).select(
+    keep, conflicts, collapsed = _duplicate_screen(passed, spec)
+    checked = passed.filter(keep) if not keep.all() else passed
+    del passed, keep
+    code = checked.select(_reference_code(spec, refs)).to_series()
+    ok = code == 0
+    late = checked.filter(~ok).with_columns(_reason_text(code.filter(~ok)))
+    late = pl.concat([late, conflicts.with_columns(pl.lit("duplicate_conflict").alias("_reason"))
+                      .select(late.columns)])
+    raw = (checked if ok.all() else checked.filter(ok)).select(
         [pl.col(f"v:{c}").alias(c) for c in spec.column_names] + LINEAGE
     )
     del checked
