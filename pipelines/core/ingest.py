@@ -91,6 +91,14 @@ def _split_file(delivered: pl.DataFrame, spec: TableSpec, tz: str, offset: int) 
         _reason_code(spec, present, value),
     )
     text_columns = [c for c in spec.column_names if delivered.schema[c] == pl.String]
+    # A text-typed column whose every value is already trimmed renders back exactly from its
+    # parsed value: its delivered text need not be kept aside (saves a copy of the column).
+    exact = [c.name for c in spec.columns if c.type == "text" and c.name in text_columns]
+    if exact:
+        padded = typed.select(
+            pl.col(c).ne_missing(pl.col(f"v:{c}")).any().alias(c) for c in exact
+        ).row(0, named=True)
+        text_columns = [c for c in text_columns if padded.get(c, True)]
     kept_columns = ["_seq", *(f"v:{c}" for c in spec.column_names), *LINEAGE,
                     *(pl.col(c).alias(f"t:{c}") for c in text_columns)]
     failed = pl.col("_code") > 0
