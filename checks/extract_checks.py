@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from assets.extracts import missing_extract_message
 from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.schemas import RAW_MODELS, quarantine_models
 from pipelines.core.warehouse import read_table
@@ -79,7 +80,20 @@ def build_extract_checks(table: str) -> list[dg.AssetChecksDefinition]:
                       "collapsed": a["collapsed_duplicates"], "quarantined": a["quarantine_count"]},
         )
 
-    return [raw_schema, quarantine_schema, quarantine_share, rows_conserved]
+    @dg.asset_check(asset=raw_key, name="extract_delivered",
+                    description="At least one readable file was delivered for the table; warns "
+                    "when it was ingested empty because nothing came or every file was refused.")
+    def extract_delivered(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        audit = _audit(warehouse, table)
+        if audit["files"]:
+            return dg.AssetCheckResult(passed=True, metadata={"files": audit["files"]})
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.WARN,
+            description=missing_extract_message(table, audit["refused_files"]),
+            metadata={"files": 0, "refused_files": audit["refused_files"] or ""},
+        )
+
+    return [raw_schema, quarantine_schema, quarantine_share, rows_conserved, extract_delivered]
 
 
 extract_checks = [check for table in TABLES for check in build_extract_checks(table)]

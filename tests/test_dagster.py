@@ -61,7 +61,7 @@ def test_definitions_load_with_layers_descriptions_and_checks():
         "v_at_risk_students", "v_lecture_summary", "v_session_funnel", "v_clinic_queue",
         "lecture_progress_daily", "risk_daily_summary", "risk_alerts"}
     check_keys = defs.resolve_asset_graph().asset_check_keys
-    assert len(check_keys) == 4 * len(TABLES) + 5 + 4 + 4
+    assert len(check_keys) == 5 * len(TABLES) + 5 + 4 + 4
     assert defs.resolve_job_def("progress_job") is not None
 
 
@@ -115,16 +115,21 @@ def test_reference_table_share_only_warns(tmp_path):
     assert report.table_rows["marts.lecture_progress"] == 1
 
 
-def test_missing_extract_fails_with_reason(tmp_path):
-    landing = landing_with(tmp_path)
+def test_unreadable_or_absent_extract_is_reported_and_the_run_goes_on(tmp_path):
+    landing = landing_with(tmp_path, **EVENTS)
     (landing / "submissions.csv").unlink()
     (landing / "submissions.parquet").write_bytes(b"garbage")
-    with pytest.raises(RunFailed, match="no readable extract for 'submissions'.*Parquet"):
-        run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
-    # the other tables were still ingested and published; the marts were not computed
-    assert query(tmp_path / "wh.duckdb", "SELECT count(*) FROM raw.enrollments") == [(1,)]
-    assert query(tmp_path / "wh.duckdb", "SELECT count(*) FROM duckdb_tables() "
-                 "WHERE table_name = 'session_progress'") == [(0,)]
+    (landing / "clinic_requests.csv").unlink()
+    report = run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
+    assert any("'submissions', ingested as empty: submissions.parquet: refused (not a "
+               "readable Parquet file" in w for w in report.warnings), report.warnings
+    assert any("'clinic_requests', ingested as empty (expected" in w for w in report.warnings)
+    assert len(report.refused_files) == 1
+    assert report.refused_files[0].startswith("submissions.parquet: refused (not a readable")
+    # contract §1: refused files contribute no row; the marts are computed from what was read
+    assert query(tmp_path / "wh.duckdb", "SELECT count(*) FROM raw.submissions") == [(0,)]
+    assert query(tmp_path / "wh.duckdb", "SELECT count(*), bool_or(exam_passed) "
+                 "FROM marts.session_progress WHERE exam_applicable") == [(4, False)]
 
 
 def test_replace_tables_is_atomic(tmp_path):
