@@ -6,11 +6,12 @@ one transaction: a reader never sees session_progress from one run and risk_log 
 
 
 import dagster as dg
+import duckdb
 import polars as pl
 
 from pipelines.core.contract import TABLES
 from pipelines.core.labels import dim_labels
-from pipelines.core.marts import build_marts
+from pipelines.core.marts import MART_INPUT_COLUMNS, build_marts
 from pipelines.core.publish import content_hash
 from pipelines.core.schemas import MART_MODELS, table_description, validate
 from pipelines.core.warehouse import read_table, replace_tables
@@ -27,6 +28,15 @@ def _spec(name: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
         freshness_policy=MARTS_FRESHNESS, metadata=definition_metadata(MART_MODELS[name]),
         description=table_description(MART_MODELS[name]),
     )
+
+
+def read_mart_inputs(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    """The raw tables with only the columns build_marts uses (MART_INPUT_COLUMNS).
+
+    Lineage columns (`_source_file` is most of an event table's bytes) and titles stay in
+    DuckDB: at tier M the raw frames take 0.56 GB instead of 0.83 GB.
+    """
+    return {t: read_table(con, f"raw.{t}", MART_INPUT_COLUMNS[t]) for t in TABLES}
 
 
 def risk_distribution(progress: pl.DataFrame) -> dict[str, int]:
@@ -46,7 +56,7 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
     as_of = settings.as_of_instant()
     context.log.info(f"computing marts as of {as_of:%Y-%m-%d %H:%M:%S} ({settings.timezone})")
     with warehouse.get_connection() as con:
-        raw = {t: read_table(con, f"raw.{t}") for t in TABLES}
+        raw = read_mart_inputs(con)
     marts = build_marts(raw, as_of, settings.thresholds)
     for name, frame in marts.items():  # refuse to publish anything the contract forbids
         validate(MART_MODELS[name], frame)

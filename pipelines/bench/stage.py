@@ -137,16 +137,16 @@ def stage_ingest(a: argparse.Namespace) -> dict:
 def stage_marts(a: argparse.Namespace) -> dict:
     import duckdb
 
-    from pipelines.core.contract import TABLES
+    from assets.marts import read_mart_inputs
     from pipelines.core.marts import RiskThresholds, build_marts
     from pipelines.core.schemas import MART_MODELS, validate
-    from pipelines.core.warehouse import read_table, replace_tables
+    from pipelines.core.warehouse import replace_tables
 
     as_of = _as_of(a.as_of, a.tz)
     start = begin()
     with duckdb.connect(a.warehouse) as con:
         note("reading raw.*")
-        raw = {t: read_table(con, f"raw.{t}") for t in TABLES}
+        raw = read_mart_inputs(con)  # the columns the asset reads
         t_read = time.perf_counter()
         note("build_marts")
         marts = build_marts(raw, as_of, RiskThresholds())

@@ -69,9 +69,12 @@ def replace_tables(
         raise
 
 
-def read_table(con: duckdb.DuckDBPyConnection, qualified: str) -> pl.DataFrame:
+def read_table(con: duckdb.DuckDBPyConnection, qualified: str,
+               columns: list[str] | None = None) -> pl.DataFrame:
+    """A whole table, or only `columns` of it (less to move when a caller needs few)."""
     schema, table = qualified.split(".")
-    return con.sql(f"SELECT * FROM {_ident(schema)}.{_ident(table)}").pl()
+    selected = ", ".join(map(_ident, columns)) if columns else "*"
+    return con.sql(f"SELECT {selected} FROM {_ident(schema)}.{_ident(table)}").pl()
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
