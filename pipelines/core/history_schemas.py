@@ -9,8 +9,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model import DataFrameModel
 
-from .marts import risk_reason
-from .schemas import RISK_LEVELS, RISK_RULES, LectureProgress, Timestamp
+from .schemas import RISK_LEVELS, RISK_RULES, LectureProgress, ReasonFromRule, Timestamp
 
 __all__ = [
     "HISTORY_MODELS",
@@ -121,7 +120,7 @@ class RiskDailySummary(_HistoryModel):
         unique = ["as_of_date", "academy_id", "lecture_id"]
 
 
-class RiskAlerts(_HistoryModel):
+class RiskAlerts(_HistoryModel, ReasonFromRule):
     as_of_date: pl.Date = pa.Field(description=_AS_OF_DATE)
     enrollment_id: pl.Int64 = pa.Field(description="Enrollment whose risk rose (always ACTIVE).")
     lecture_id: pl.Int64 = pa.Field(description="Lecture of the enrollment.")
@@ -173,16 +172,6 @@ class RiskAlerts(_HistoryModel):
         return data.lazyframe.select(
             pl.col("risk_level").replace_strict(rank, return_dtype=pl.Int8)
             > pl.col("previous_level").replace_strict(rank, return_dtype=pl.Int8)
-        )
-
-    @pa.dataframe_check(
-        name="reason_matches_rule_and_streak",
-        error="reason must be the rule's text with the streak",
-    )
-    @classmethod
-    def _reason_rule(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(
-            pl.col("reason") == risk_reason(pl.col("rule"), pl.col("streak"))
         )
 
     class Config:

@@ -831,7 +831,21 @@ class LectureProgress(_ContractModel):
         )
 
 
-class RiskLog(_ContractModel):
+class ReasonFromRule(DataFrameModel):
+    """Mixin: `reason` is the Korean text of `rule` with its `streak` (risk_log, risk_alerts)."""
+
+    @pa.dataframe_check(
+        name="reason_matches_rule_and_streak",
+        error="reason must be the rule's text with the streak",
+    )
+    @classmethod
+    def _reason_rule(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("reason") == risk_reason(pl.col("rule"), pl.col("streak"))
+        )
+
+
+class RiskLog(_ContractModel, ReasonFromRule):
     enrollment_id: pl.Int64 = pa.Field(description=_ENROLLMENT + " Always ACTIVE.")
     lecture_id: pl.Int64 = pa.Field(description=_LECTURE)
     academy_id: pl.Int64 = pa.Field(description=_ACADEMY)
@@ -873,16 +887,6 @@ class RiskLog(_ContractModel):
             "연속 {streak}회 저점수 for CONSECUTIVE_LOW_SCORE."
         )
     )
-
-    @pa.dataframe_check(
-        name="reason_matches_rule_and_streak",
-        error="reason must be the rule's text with the streak",
-    )
-    @classmethod
-    def _reason_rule(cls, data) -> pl.LazyFrame:
-        return data.lazyframe.select(
-            pl.col("reason") == risk_reason(pl.col("rule"), pl.col("streak"))
-        )
 
     class Config:
         description = (
