@@ -14,8 +14,20 @@ from pipelines.core.labels import dim_labels
 from pipelines.core.marts import MART_INPUT_COLUMNS, build_marts
 from pipelines.core.publish import content_hash
 from pipelines.core.schemas import MART_MODELS, table_description, validate
-from pipelines.core.warehouse import read_table, replace_tables
-from pipelines.metadata import definition_metadata, frame_metadata, preview, table_doc
+from pipelines.core.warehouse import (
+    document_table,
+    read_table,
+    replace_tables,
+    transaction,
+    write_table,
+)
+from pipelines.metadata import (
+    column_schema,
+    definition_metadata,
+    frame_metadata,
+    preview,
+    table_doc,
+)
 from pipelines.operations import MARTS_FRESHNESS
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
@@ -30,13 +42,41 @@ def _spec(name: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
     )
 
 
-def read_mart_inputs(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+def read_mart_inputs(
+    con: duckdb.DuckDBPyConnection, enrollments: tuple[int, int] | None = None
+) -> dict[str, pl.DataFrame]:
     """The raw tables with only the columns build_marts uses (MART_INPUT_COLUMNS).
 
     Lineage columns (`_source_file` is most of an event table's bytes) and titles stay in
-    DuckDB: at tier M the raw frames take 0.56 GB instead of 0.83 GB.
+    DuckDB. With `enrollments` = (first, last), only those enrollments and their events are
+    read (the reference tables whole): every mart row belongs to one enrollment.
     """
-    return {t: read_table(con, f"raw.{t}", MART_INPUT_COLUMNS[t]) for t in TABLES}
+    frames = {}
+    for table in TABLES:
+        columns = MART_INPUT_COLUMNS[table]
+        if enrollments is None or "enrollment_id" not in columns:
+            frames[table] = read_table(con, f"raw.{table}", columns)
+        else:
+            selected = ", ".join(f'"{c}"' for c in columns)
+            frames[table] = con.execute(
+                f'SELECT {selected} FROM raw."{table}" WHERE enrollment_id BETWEEN ? AND ?',
+                list(enrollments),
+            ).pl()
+    return frames
+
+
+def enrollment_buckets(con: duckdb.DuckDBPyConnection, size: int) -> list[tuple[int, int] | None]:
+    """Consecutive ranges of about `size` enrollment ids, in id order (None: one pass)."""
+    ids = con.sql("SELECT enrollment_id FROM raw.enrollments ORDER BY 1").pl().to_series()
+    if ids.len() <= size:
+        return [None]
+    return [(int(chunk[0]), int(chunk[-1])) for chunk in
+            (ids.slice(start, size) for start in range(0, ids.len(), size))]
+
+
+def _add_hashes(a: str, b: str) -> str:
+    """Content hashes are sums of row hashes, so the hash of a union is the sum."""
+    return f"{(int(a, 16) + int(b, 16)) % 2**64:016x}"
 
 
 def risk_distribution(progress: pl.DataFrame) -> dict[str, int]:
@@ -55,31 +95,42 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
     """Session completion, lecture aggregates, risk trajectory and clinic candidates."""
     as_of = settings.as_of_instant()
     context.log.info(f"computing marts as of {as_of:%Y-%m-%d %H:%M:%S} ({settings.timezone})")
-    with warehouse.get_connection() as con:
-        raw = read_mart_inputs(con)
-    marts = build_marts(raw, as_of, settings.thresholds)
-    for name, frame in marts.items():  # refuse to publish anything the contract forbids
-        validate(MART_MODELS[name], frame)
-    with warehouse.get_connection() as con:
-        replace_tables(
-            con,
-            {f"marts.{name}": frame for name, frame in marts.items()},
-            {f"marts.{name}": table_doc(MART_MODELS[name]) for name in marts},
-        )
-    hashes = {name: content_hash(frame) for name, frame in marts.items()}
+    rows = dict.fromkeys(PROGRESS_MARTS, 0)
+    hashes = dict.fromkeys(PROGRESS_MARTS, content_hash(pl.DataFrame()))
+    risk = dict.fromkeys(("NORMAL", "WARNING", "DANGER"), 0)
+    at_risk: list[pl.DataFrame] = []
+    # Enrollments are independent in every mart, so large warehouses are computed a range of
+    # enrollments at a time (memory bounded by the bucket); all buckets commit together.
+    with warehouse.get_connection() as con, transaction(con):
+        buckets = enrollment_buckets(con, settings.marts_bucket_enrollments)
+        for i, bucket in enumerate(buckets):
+            marts = build_marts(read_mart_inputs(con, bucket), as_of, settings.thresholds)
+            for name, frame in marts.items():  # refuse to publish what the contract forbids
+                validate(MART_MODELS[name], frame)
+                write_table(con, f"marts.{name}", frame, append=i > 0)
+                rows[name] += frame.height
+                hashes[name] = _add_hashes(hashes[name], content_hash(frame))
+            for level, count in risk_distribution(marts["lecture_progress"]).items():
+                risk[level] += count
+            at_risk.append(marts["lecture_progress"].filter(pl.col("risk_level") != "NORMAL")
+                           .sort("consecutive_failed_sessions", descending=True).head(10))
+            del marts
+        for name in PROGRESS_MARTS:
+            document_table(con, f"marts.{name}", table_doc(MART_MODELS[name]))
+    context.log.info(f"marts computed in {len(buckets)} enrollment bucket(s)")
     warehouse.record_marts(as_of, hashes)
-    for name, frame in marts.items():
+    for name in PROGRESS_MARTS:
         extra: dict[str, object] = {"as_of": as_of.isoformat(sep=" "),
-                                    "content_hash": hashes[name]}
+                                    "content_hash": hashes[name], "buckets": len(buckets)}
         if name == "lecture_progress":
-            extra["risk_distribution"] = risk_distribution(frame)
+            extra["risk_distribution"] = risk
             extra["preview"] = preview(
-                frame.filter(pl.col("risk_level") != "NORMAL").sort(
-                    "consecutive_failed_sessions", descending=True
-                )
+                pl.concat(at_risk).sort("consecutive_failed_sessions", descending=True)
             )
         yield dg.MaterializeResult(
-            asset_key=["marts", name], metadata=frame_metadata(MART_MODELS[name], frame) | extra
+            asset_key=["marts", name],
+            metadata={"dagster/row_count": rows[name],
+                      "dagster/column_schema": column_schema(MART_MODELS[name])} | extra,
         )
 
 

@@ -30,6 +30,8 @@ class ProgressSettings(dg.ConfigurableResource):
     as_of: str = ""  # contract timestamp text; empty means "now" in `timezone`
     warning_streak: int = 2
     danger_streak: int = 3
+    # marts are computed this many enrollments at a time (bounds memory at ~1M enrollments)
+    marts_bucket_enrollments: int = 250_000
 
     @property
     def landing(self) -> Path:

@@ -154,3 +154,30 @@ def test_as_of_reproduces_the_past(tmp_path):
     assert rows == [(2, datetime(2026, 3, 2, 11))]
 
 
+
+
+def test_marts_in_enrollment_buckets_equal_one_pass(tmp_path):
+    from pipelines.generate import generate_extracts
+
+    landing = tmp_path / "landing"
+    generate_extracts(landing, enrollments=60, seed=9, fmt="csv")
+    hashes = {}
+    for size in (1_000_000, 7):  # one pass, then buckets of 7 enrollments
+        warehouse = tmp_path / f"wh-{size}.duckdb"
+        result = dg.materialize(
+            [*all_assets, *all_checks],
+            resources={"settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF,
+                                                    marts_bucket_enrollments=size),
+                       "warehouse": WarehouseResource(path=str(warehouse))},
+            raise_on_error=False,
+        )
+        assert result.success
+        buckets = {m.metadata["buckets"].value for m in result.asset_materializations_for_node(
+            "progress_marts")}
+        assert buckets == ({1} if size > 60 else {9})
+        hashes[size] = query(warehouse, "SELECT content_hashes FROM marts.publication")[0][0]
+    expected = marts_for(landing, datetime(2026, 11, 25, 12))
+    with duckdb.connect(str(tmp_path / "wh-7.duckdb"), read_only=True) as con:
+        for name, frame in expected.items():
+            assert con.sql(f"SELECT * FROM marts.{name}").pl().equals(frame), name
+    assert hashes[1_000_000] == hashes[7]

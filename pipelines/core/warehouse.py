@@ -7,7 +7,8 @@ previous tables as they were.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -32,6 +33,48 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything inside commits together, or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def write_table(con: duckdb.DuckDBPyConnection, qualified: str, frame: pl.DataFrame,
+                append: bool = False) -> None:
+    """Create (or replace) `schema.table` from a frame, or append the frame's rows to it."""
+    schema, table = qualified.split(".")
+    target = f"{_ident(schema)}.{_ident(table)}"
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+    con.register("_incoming", frame.to_arrow())
+    try:
+        if append:
+            con.execute(f"INSERT INTO {target} SELECT * FROM _incoming")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+
+
+def document_table(con: duckdb.DuckDBPyConnection, qualified: str, doc: TableDoc) -> None:
+    """COMMENT ON the table and each of its documented columns."""
+    schema, table = qualified.split(".")
+    target = f"{_ident(schema)}.{_ident(table)}"
+    columns = {row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
+        [schema, table]).fetchall()}
+    if doc.description:
+        con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
+    for column, text in doc.columns.items():
+        if column in columns:
+            con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
+
+
 def replace_tables(
     con: duckdb.DuckDBPyConnection,
     tables: Mapping[str, pl.DataFrame],
@@ -44,29 +87,13 @@ def replace_tables(
     record an audit row that must appear exactly when the tables do.
     """
     docs = docs or {}
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for qualified, frame in tables.items():
-            schema, table = qualified.split(".")
-            target = f"{_ident(schema)}.{_ident(table)}"
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-            con.register("_incoming", frame.to_arrow())
-            con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _incoming")
-            con.unregister("_incoming")
-            doc = docs.get(qualified)
-            if doc and doc.description:
-                con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
-            for column, text in (doc.columns if doc else {}).items():
-                if column in frame.columns:
-                    con.execute(
-                        f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}"
-                    )
+            write_table(con, qualified, frame)
+            if qualified in docs:
+                document_table(con, qualified, docs[qualified])
         for sql, params in statements or []:
             con.execute(sql, params)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def read_table(con: duckdb.DuckDBPyConnection, qualified: str,
