@@ -57,11 +57,8 @@ def read_mart_inputs(
         if enrollments is None or "enrollment_id" not in columns:
             frames[table] = read_table(con, f"raw.{table}", columns)
         else:
-            selected = ", ".join(f'"{c}"' for c in columns)
-            frames[table] = con.execute(
-                f'SELECT {selected} FROM raw."{table}" WHERE enrollment_id BETWEEN ? AND ?',
-                list(enrollments),
-            ).pl()
+            frames[table] = read_table(con, f"raw.{table}", columns,
+                                       "enrollment_id BETWEEN ? AND ?", list(enrollments))
     return frames
 
 

@@ -97,11 +97,13 @@ def replace_tables(
 
 
 def read_table(con: duckdb.DuckDBPyConnection, qualified: str,
-               columns: list[str] | None = None) -> pl.DataFrame:
-    """A whole table, or only `columns` of it (less to move when a caller needs few)."""
+               columns: list[str] | None = None, where: str | None = None,
+               params: list | None = None) -> pl.DataFrame:
+    """A whole table, or only `columns` of it and rows matching `where` (with `params`)."""
     schema, table = qualified.split(".")
     selected = ", ".join(map(_ident, columns)) if columns else "*"
-    return con.sql(f"SELECT {selected} FROM {_ident(schema)}.{_ident(table)}").pl()
+    sql = f"SELECT {selected} FROM {_ident(schema)}.{_ident(table)}"
+    return con.execute(sql + (f" WHERE {where}" if where else ""), params or []).pl()
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
