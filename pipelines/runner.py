@@ -68,13 +68,6 @@ def run_failure(result: dg.ExecuteInProcessResult) -> str | None:
     return None if result.success else "the Dagster run failed"
 
 
-def _check_evaluations(result: dg.ExecuteInProcessResult):
-    return [
-        e.event_specific_data for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
-
-
 def _summarize(report: RunReport, warehouse: Path) -> None:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = con.execute(
@@ -140,7 +133,7 @@ def run_pipeline(
         raise RunFailed(failure)
     report = RunReport(run_id=result.run_id, as_of=instant)
     report.warnings = [
-        e.description or e.check_name for e in _check_evaluations(result) if not e.passed
+        e.description or e.check_name for e in result.get_asset_check_evaluations() if not e.passed
     ]
     _summarize(report, warehouse)
     return report
