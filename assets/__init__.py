@@ -1,7 +1,9 @@
 """Dagster assets: thin shells around the pure core in `pipelines.core`."""
 
-from assets.consume import consume_assets
+from assets.consume import export_assets, view_assets
 from assets.extracts import extract_assets
 from assets.marts import mart_assets
 
-all_assets = [*extract_assets, *mart_assets, *consume_assets]
+# What one publication computes: raw, quarantine, the marts and the analyst views.
+core_assets = [*extract_assets, *mart_assets, *view_assets]
+all_assets = [*core_assets, *export_assets]

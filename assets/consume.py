@@ -7,7 +7,11 @@
   views, writes every mart and view per academy as Parquet + CSV with a manifest, published
   atomically. The folder is the asset config `out_dir`, else the environment variable
   PROGRESS_EXPORTS, else `exports/` beside the warehouse file (data/warehouse.duckdb ->
-  data/exports, the same as `progress export`).
+  data/exports, the same as `progress export`). It is its own job (`exports_job`), launched by
+  the `exports_after_publication` sensor when a run that publishes the marts succeeds: the
+  marts reach analysts without waiting for the exports, and a failed export never holds back a
+  publication. It reads the published file read-only (`WarehouseReader`), never taking the
+  writer lock.
 
 No `from __future__ import annotations` here: Dagster must see the real annotation types of the
 context, config and resources.
@@ -17,13 +21,15 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 from pydantic import Field
 
 from pipelines.core.exports import ExportError, read_snapshot, write_export
 from pipelines.core.views import VIEWS, View, create_views
 from pipelines.metadata import preview
-from pipelines.resources import WAREHOUSE_POOL, WarehouseResource
+from pipelines.operations import EXPORTS_GROUP
+from pipelines.resources import WAREHOUSE_POOL, WarehouseReader, WarehouseResource
 
 MART_KEYS = [
     dg.AssetKey(["marts", name])
@@ -31,7 +37,7 @@ MART_KEYS = [
 ]
 TITLE_KEYS = [dg.AssetKey(["raw", "lectures"]), dg.AssetKey(["raw", "sessions"])]
 VIEW_KEYS = [dg.AssetKey(["marts", name]) for name in VIEWS]
-EXPORTS_KEY = dg.AssetKey(["exports", "academy_exports"])
+EXPORTS_KEY = dg.AssetKey([EXPORTS_GROUP, "academy_exports"])
 
 
 def _schema(view: View, types: dict[str, str] | None = None) -> dg.TableSchema:
@@ -50,37 +56,40 @@ def _view_spec(view: View) -> dg.AssetSpec:
     )
 
 
-def _level_counts(frame: pl.DataFrame) -> dict[str, int]:
-    counts = dict(frame.group_by("risk_level").len().iter_rows())
-    return {level: int(counts.get(level, 0)) for level in ("WARNING", "DANGER")}
+def _query(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    return con.sql(sql).pl()
 
 
-def _extra_metadata(name: str, frame: pl.DataFrame) -> dict[str, object]:
+def _extra_metadata(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, object]:
+    """Risk distribution, counts by reason and preview tables, computed in DuckDB (aggregates
+    and LIMITs): a view is never pulled whole into memory for its metadata."""
+    view = f"marts.{name}"
     if name == "v_at_risk_students":
+        found = dict(con.execute(f"SELECT risk_level, count(*) FROM {view} GROUP BY 1").fetchall())
         return {
-            "risk_distribution": _level_counts(frame),
-            "preview": preview(frame.select(
-                "academy_id", "lecture_title", "student_id", "risk_level_ko", "reason",
-                "days_since_last_activity")),
+            "risk_distribution": {level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")},
+            "preview": preview(_query(con, (
+                "SELECT academy_id, lecture_title, student_id, risk_level_ko, reason, "
+                f"days_since_last_activity FROM {view} LIMIT 10"))),
         }
     if name == "v_lecture_summary":
-        return {"preview": preview(frame.select(
-            "academy_id", "lecture_title", "active_enrollments", "normal_enrollments",
-            "warning_enrollments", "danger_enrollments", "held_completion_rate",
-            "clinic_pending"), rows=20)}
+        return {"preview": preview(_query(con, (
+            "SELECT academy_id, lecture_title, active_enrollments, normal_enrollments, "
+            "warning_enrollments, danger_enrollments, held_completion_rate, clinic_pending "
+            f"FROM {view} LIMIT 20")), rows=20)}
     if name == "v_session_funnel":
-        return {"preview": preview(
-            frame.filter(pl.col("held")).sort("completed_share_drop", descending=True,
-                                               nulls_last=True).select(
-                "academy_id", "lecture_title", "session_order", "active_enrollments",
-                "completed_share", "completed_share_drop"))}
+        return {"preview": preview(_query(con, (
+            "SELECT academy_id, lecture_title, session_order, active_enrollments, "
+            f"completed_share, completed_share_drop FROM {view} WHERE held "
+            "ORDER BY completed_share_drop DESC NULLS LAST LIMIT 10")))}
     if name == "v_clinic_queue":
-        by_reason = dict(frame.group_by("reason_ko").len().iter_rows())
+        by_reason = con.execute(f"SELECT reason_ko, count(*) FROM {view} GROUP BY 1 ORDER BY 1"
+                                ).fetchall()
         return {
-            "pending_by_reason": {k: int(v) for k, v in sorted(by_reason.items())},
-            "preview": preview(frame.select(
-                "queued_since", "days_waiting", "lecture_title", "session_order", "student_id",
-                "reason_ko", "memo")),
+            "pending_by_reason": {k: int(v) for k, v in by_reason},
+            "preview": preview(_query(con, (
+                "SELECT queued_since, days_waiting, lecture_title, session_order, student_id, "
+                f"reason_ko, memo FROM {view} LIMIT 10"))),
         }
     return {}
 
@@ -91,7 +100,7 @@ def analyst_views(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     """Documented analyst views over the marts, with Korean labels from marts.dim_labels."""
     with warehouse.get_connection() as con:
         counts = create_views(con)
-        frames = {name: con.sql(f"SELECT * FROM marts.{name}").pl() for name in VIEWS}
+        extra = {name: _extra_metadata(con, name) for name in VIEWS}
         types = {
             (t, c): d for t, c, d in con.execute(
                 "SELECT table_name, column_name, data_type FROM duckdb_columns() "
@@ -105,7 +114,7 @@ def analyst_views(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             metadata={
                 "dagster/row_count": counts[name],
                 "dagster/column_schema": _schema(view, column_types),
-                **_extra_metadata(name, frames[name]),
+                **extra[name],
             },
         )
 
@@ -121,7 +130,7 @@ class ExportConfig(dg.Config):
 
 
 def warehouse_file(warehouse) -> Path:
-    """The published warehouse file (WarehouseResource.path; DuckDBResource.database)."""
+    """The published warehouse file (WarehouseReader.path; DuckDBResource.database)."""
     return Path(getattr(warehouse, "path", None) or warehouse.database)
 
 
@@ -150,27 +159,35 @@ def _rows_table(manifest: dict) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def marts_computed_in_this_run(context: dg.AssetExecutionContext) -> bool:
+    """Whether this run materialized the marts itself (they are then still in its staging
+    file: the published file is only replaced when the run ends)."""
+    event = context.instance.get_latest_materialization_event(MART_KEYS[0])
+    return event is not None and event.run_id == context.run.run_id
+
+
 @dg.asset(
-    key=EXPORTS_KEY, group_name="exports", deps=[*MART_KEYS, *VIEW_KEYS],
-    kinds={"parquet", "csv"}, pool=WAREHOUSE_POOL,
+    key=EXPORTS_KEY, group_name=EXPORTS_GROUP, deps=[*MART_KEYS, *VIEW_KEYS],
+    kinds={"parquet", "csv"},
     description=(
         "Per-academy exports for dashboards: every mart and analyst view as "
         "<out>/<name>/academy_id=<id>/part-0.parquet (hive-partitioned) and <name>.csv (UTF-8 "
         "with BOM), dim_labels once, and manifest.json (as_of, run_id, schema_version, files "
-        "with rows and sha256), published atomically."
+        "with rows and sha256), published atomically. Runs in `exports_job`, launched after "
+        "each successful publication, so the marts never wait for the exports."
     ),
 )
 def academy_exports(context: dg.AssetExecutionContext, config: ExportConfig,
-                    warehouse: WarehouseResource) -> dg.MaterializeResult:
-    source = warehouse_file(warehouse)
+                    warehouse_reader: WarehouseReader) -> dg.MaterializeResult:
+    source = warehouse_file(warehouse_reader)
     out = export_folder(config.out_dir, source)
     try:
-        # this run's connection (its staging file): the published file is only replaced
-        # when the run ends, so reading it here would export the previous run's marts
-        with warehouse.get_connection() as con:
+        # The published file, read-only and without the writer lock; when this same run also
+        # computed the marts, they are still in its staging file, so read that instead.
+        with warehouse_reader.connection(staging=marts_computed_in_this_run(context)) as con:
             snapshot = read_snapshot(con, f"warehouse {source}")
         manifest = write_export(snapshot, out, run_id=context.run.run_id, source=str(source))
-    except ExportError as exc:
+    except (ExportError, FileNotFoundError) as exc:
         raise dg.Failure(description=str(exc)) from exc
     context.log.info(f"exported {len(manifest['files'])} files to {out}")
     return dg.MaterializeResult(metadata={
@@ -185,4 +202,6 @@ def academy_exports(context: dg.AssetExecutionContext, config: ExportConfig,
     })
 
 
-consume_assets = [analyst_views, academy_exports]
+view_assets = [analyst_views]
+export_assets = [academy_exports]
+consume_assets = [*view_assets, *export_assets]

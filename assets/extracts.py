@@ -7,10 +7,11 @@ and its audit row are replaced in one transaction.
 
 import dagster as dg
 
+from checks.extract_checks import ingest_check_results, ingest_check_specs
 from pipelines.core.contract import SPECS, TABLES
-from pipelines.core.ingest import TableIngest, ingest_table
+from pipelines.core.ingest import TableIngest, ingest_table, missing_extract_message
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
-from pipelines.core.warehouse import read_table, replace_tables
+from pipelines.core.warehouse import read_table, replace_tables, stored_schema
 from pipelines.metadata import definition_metadata, frame_metadata, table_doc
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
@@ -42,15 +43,6 @@ def audit_statements(result: TableIngest) -> list[tuple[str, list]]:
     ]
 
 
-def missing_extract_message(table: str, refused: str | None) -> str:
-    """Why a table was ingested empty: nothing delivered, or every file refused."""
-    where = f"no readable extract for '{table}'"
-    if refused:
-        return f"{where}, ingested as empty: {refused}"
-    return (f"{where}, ingested as empty (expected {table}.csv, {table}.parquet or {table}/ in "
-            "the landing folder)")
-
-
 def build_extract_asset(table: str) -> dg.AssetsDefinition:
     spec = SPECS[table]
     upstream = sorted(set(spec.references.values()))
@@ -61,6 +53,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"ingest_{table}",
         pool=WAREHOUSE_POOL,
+        check_specs=ingest_check_specs(table),
         specs=[
             dg.AssetSpec(
                 raw_key, group_name="raw", deps=deps, kinds={"duckdb", "polars"},
@@ -94,6 +87,8 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
                  f"quarantine.{table}": table_doc(quarantine_model)},
                 statements=audit_statements(result),
             )
+            stored = {layer: stored_schema(con, f"{layer}.{table}")
+                      for layer in ("raw", "quarantine")}
         ledger = {
             "files": len(result.files),
             "refused_files": [str(r) for r in result.refused],
@@ -110,6 +105,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
             metadata=frame_metadata(quarantine_model, result.quarantine)
             | {"reasons": result.reason_counts()},
         )
+        yield from ingest_check_results(result, stored)
 
     return _ingest
 

@@ -5,19 +5,31 @@ one transaction: a reader never sees session_progress from one run and risk_log 
 """
 
 
+import contextlib
+from dataclasses import dataclass, field
+
 import dagster as dg
 import duckdb
 import polars as pl
 
+from checks.mart_checks import (
+    PROGRESS_MARTS,
+    invariant_result,
+    labels_check_spec,
+    mart_check_specs,
+    mart_violations,
+    schema_result,
+)
 from pipelines.core.contract import TABLES
 from pipelines.core.labels import dim_labels
-from pipelines.core.marts import MART_INPUT_COLUMNS, build_marts
+from pipelines.core.marts import LEVELS, MART_INPUT_COLUMNS, build_marts
 from pipelines.core.publish import content_hash
-from pipelines.core.schemas import MART_MODELS, table_description, validate
+from pipelines.core.schemas import MART_MODELS, table_description
 from pipelines.core.warehouse import (
     document_table,
     read_table,
     replace_tables,
+    stored_schema,
     transaction,
     write_table,
 )
@@ -29,9 +41,8 @@ from pipelines.metadata import (
     table_doc,
 )
 from pipelines.operations import MARTS_FRESHNESS
+from pipelines.pandera_checks import schema_failure
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
-
-PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
 
 
 def _spec(name: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
@@ -82,65 +93,126 @@ def risk_distribution(progress: pl.DataFrame) -> dict[str, int]:
     return {level: int(found.get(level, 0)) for level in ("NORMAL", "WARNING", "DANGER")}
 
 
+class MartsRefused(Exception):
+    """A bucket of marts broke its schema: nothing of this computation is published."""
+
+
+@dataclass
+class MartsOutcome:
+    """What the bucketed computation produced, summed over the buckets."""
+
+    buckets: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROGRESS_MARTS, 0))
+    hashes: dict[str, str] = field(default_factory=lambda: dict.fromkeys(
+        PROGRESS_MARTS, content_hash(pl.DataFrame())))
+    risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
+    at_risk: list[pl.DataFrame] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    violations: dict[str, list[str]] = field(default_factory=lambda: {
+        name: [] for name in PROGRESS_MARTS})
+    stored: dict[str, pl.Schema] = field(default_factory=dict)
+
+
+def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as_of,
+                  out: MartsOutcome) -> None:
+    """Compute, validate, check and write the marts a bucket of enrollments at a time, in one
+    transaction, into `out`: all buckets are published together, or (MartsRefused) none."""
+    with transaction(con):
+        buckets = enrollment_buckets(con, settings.marts_bucket_enrollments)
+        out.buckets = len(buckets)
+        for i, bucket in enumerate(buckets):
+            inputs = read_mart_inputs(con, bucket)
+            valid_enrollments = inputs["enrollments"].height
+            marts = build_marts(inputs, as_of, settings.thresholds)
+            del inputs
+            for name, frame in marts.items():  # refuse to publish what the contract forbids
+                failure = schema_failure(MART_MODELS[name], frame)
+                if failure is not None:
+                    out.failures[name] = failure
+            if out.failures:
+                raise MartsRefused
+            for name, found in mart_violations(marts, valid_enrollments).items():
+                out.violations[name] += found
+            for name, frame in marts.items():
+                write_table(con, f"marts.{name}", frame, append=i > 0)
+                out.rows[name] += frame.height
+                out.hashes[name] = _add_hashes(out.hashes[name], content_hash(frame))
+            for level, count in risk_distribution(marts["lecture_progress"]).items():
+                out.risk[level] += count
+            out.at_risk.append(marts["lecture_progress"].filter(pl.col("risk_level") != "NORMAL")
+                               .sort("consecutive_failed_sessions", descending=True).head(10))
+            del marts
+        for name in PROGRESS_MARTS:
+            document_table(con, f"marts.{name}", table_doc(MART_MODELS[name]))
+            out.stored[name] = stored_schema(con, f"marts.{name}")
+
+
+def _empty(name: str) -> pl.DataFrame:
+    """An empty frame of a mart (its rows were validated bucket by bucket)."""
+    columns = MART_MODELS[name].to_schema().columns
+    return pl.DataFrame(schema={c: column.dtype.type for c, column in columns.items()})
+
+
 @dg.multi_asset(
     name="progress_marts",
     pool=WAREHOUSE_POOL,
     specs=[_spec(name, [dg.AssetKey(["raw", t]) for t in TABLES]) for name in PROGRESS_MARTS],
+    check_specs=mart_check_specs(),
 )
 def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings,
                    warehouse: WarehouseResource):
     """Session completion, lecture aggregates, risk trajectory and clinic candidates."""
     as_of = settings.as_of_instant()
     context.log.info(f"computing marts as of {as_of:%Y-%m-%d %H:%M:%S} ({settings.timezone})")
-    rows = dict.fromkeys(PROGRESS_MARTS, 0)
-    hashes = dict.fromkeys(PROGRESS_MARTS, content_hash(pl.DataFrame()))
-    risk = dict.fromkeys(("NORMAL", "WARNING", "DANGER"), 0)
-    at_risk: list[pl.DataFrame] = []
     # Enrollments are independent in every mart, so large warehouses are computed a range of
     # enrollments at a time (memory bounded by the bucket); all buckets commit together.
-    with warehouse.get_connection() as con, transaction(con):
-        buckets = enrollment_buckets(con, settings.marts_bucket_enrollments)
-        for i, bucket in enumerate(buckets):
-            marts = build_marts(read_mart_inputs(con, bucket), as_of, settings.thresholds)
-            for name, frame in marts.items():  # refuse to publish what the contract forbids
-                validate(MART_MODELS[name], frame)
-                write_table(con, f"marts.{name}", frame, append=i > 0)
-                rows[name] += frame.height
-                hashes[name] = _add_hashes(hashes[name], content_hash(frame))
-            for level, count in risk_distribution(marts["lecture_progress"]).items():
-                risk[level] += count
-            at_risk.append(marts["lecture_progress"].filter(pl.col("risk_level") != "NORMAL")
-                           .sort("consecutive_failed_sessions", descending=True).head(10))
-            del marts
+    out = MartsOutcome()
+    # MartsRefused: the transaction rolled back; out.failures says why
+    with warehouse.get_connection() as con, contextlib.suppress(MartsRefused):
+        compute_marts(con, settings, as_of, out)
+    if out.failures:
         for name in PROGRESS_MARTS:
-            document_table(con, f"marts.{name}", table_doc(MART_MODELS[name]))
-    context.log.info(f"marts computed in {len(buckets)} enrollment bucket(s)")
-    warehouse.record_marts(as_of, hashes)
+            yield schema_result(MART_MODELS[name], _empty(name), name,
+                                failure=out.failures.get(name))
+        raise dg.Failure(description="marts not published: " + ", ".join(
+            f"marts.{n} breaks its schema" for n in out.failures))
+    context.log.info(f"marts computed in {out.buckets} enrollment bucket(s)")
+    warehouse.record_marts(as_of, out.hashes)
     for name in PROGRESS_MARTS:
         extra: dict[str, object] = {"as_of": as_of.isoformat(sep=" "),
-                                    "content_hash": hashes[name], "buckets": len(buckets)}
+                                    "content_hash": out.hashes[name], "buckets": out.buckets}
         if name == "lecture_progress":
-            extra["risk_distribution"] = risk
+            extra["risk_distribution"] = out.risk
             extra["preview"] = preview(
-                pl.concat(at_risk).sort("consecutive_failed_sessions", descending=True)
+                pl.concat(out.at_risk).sort("consecutive_failed_sessions", descending=True)
             )
         yield dg.MaterializeResult(
             asset_key=["marts", name],
-            metadata={"dagster/row_count": rows[name],
+            metadata={"dagster/row_count": out.rows[name],
                       "dagster/column_schema": column_schema(MART_MODELS[name])} | extra,
         )
+        yield schema_result(MART_MODELS[name], _empty(name), name, stored=out.stored[name],
+                            rows=out.rows[name])
+        yield invariant_result(name, out.violations[name])
 
 
 @dg.asset(key=["marts", "dim_labels"], group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
           metadata=definition_metadata(MART_MODELS["dim_labels"]),
-          description=table_description(MART_MODELS["dim_labels"]))
-def dim_labels_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
+          description=table_description(MART_MODELS["dim_labels"]),
+          check_specs=[labels_check_spec()])
+def dim_labels_mart(warehouse: WarehouseResource):
+    model = MART_MODELS["dim_labels"]
     frame = dim_labels()
-    validate(MART_MODELS["dim_labels"], frame)
+    failure = schema_failure(model, frame)
+    if failure is not None:  # refuse to publish what the contract forbids
+        yield schema_result(model, frame, "dim_labels", failure=failure)
+        raise dg.Failure(description="marts.dim_labels breaks its schema: not published")
     with warehouse.get_connection() as con:
         replace_tables(con, {"marts.dim_labels": frame},
-                       {"marts.dim_labels": table_doc(MART_MODELS["dim_labels"])})
-    return dg.MaterializeResult(metadata=frame_metadata(MART_MODELS["dim_labels"], frame))
+                       {"marts.dim_labels": table_doc(model)})
+        stored = stored_schema(con, "marts.dim_labels")
+    yield dg.MaterializeResult(metadata=frame_metadata(model, frame))
+    yield schema_result(model, frame, "dim_labels", stored=stored, failure=failure)
 
 
 mart_assets = [progress_marts, dim_labels_mart]

@@ -1,75 +1,78 @@
-"""Checks on the marts: Pandera schemas (types, enums, keys) and the contract's invariants."""
+"""Checks on the marts: Pandera schemas (types, enums, keys) and the contract's invariants.
+
+The marts asset reports these itself (`mart_check_specs` on the asset): it computes the marts
+a range of enrollments at a time, validates every bucket in memory before writing it (a bucket
+that breaks its schema stops the publication), evaluates the invariants on the same frames
+(every invariant holds per enrollment, so per bucket is exact), and compares the stored
+column types afterwards. Reading 30M rows back from DuckDB to check them again would cost
+more than computing them.
+"""
 
 
 import dagster as dg
 import polars as pl
 
 from pipelines.core import invariants
-from pipelines.core.schemas import MART_MODELS
-from pipelines.core.warehouse import read_table
 from pipelines.pandera_checks import schema_check_result
-from pipelines.resources import WarehouseResource
+
+PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
+
+INVARIANTS = {
+    "lecture_progress": "One row per valid enrollment; completed <= held/total; rate and risk "
+    "rule consistent.",
+    "session_progress": "One row per enrollment x session; completions agree with "
+    "lecture_progress.",
+    "risk_log": "Each at-risk enrollment's last risk_log row equals its lecture_progress risk.",
+    "clinic_links": "AUTO_FAILED = failed held sessions and AUTO_RISK = at-risk ACTIVE "
+    "enrollments.",
+}
+SCHEMA_DESCRIPTION = ("Types, nullability, enums, ranges and the grain's unique key (validated "
+                      "in memory before writing), and the stored column types.")
 
 
-def _read(warehouse: WarehouseResource, *names: str) -> list[pl.DataFrame]:
-    with warehouse.read_connection() as con:
-        return [read_table(con, name) for name in names]
+def _key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["marts", name])
 
 
-def _invariant_result(violations: list[str]) -> dg.AssetCheckResult:
+def mart_check_specs() -> list[dg.AssetCheckSpec]:
+    """`schema` and `invariants` of each progress mart, reported by the marts asset."""
+    return [
+        *(dg.AssetCheckSpec("schema", asset=_key(name), description=SCHEMA_DESCRIPTION)
+          for name in PROGRESS_MARTS),
+        *(dg.AssetCheckSpec("invariants", asset=_key(name), description=text)
+          for name, text in INVARIANTS.items()),
+    ]
+
+
+def labels_check_spec() -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec("schema", asset=_key("dim_labels"), description=SCHEMA_DESCRIPTION)
+
+
+def mart_violations(marts: dict[str, pl.DataFrame], valid_enrollments: int
+                    ) -> dict[str, list[str]]:
+    """The invariant violations of one set of marts (all enrollments, or one bucket of them
+    with its count of valid enrollments)."""
+    progress = marts["lecture_progress"]
+    return {
+        "lecture_progress": invariants.lecture_progress_violations(progress, valid_enrollments),
+        "session_progress": invariants.session_progress_violations(
+            marts["session_progress"], progress),
+        "risk_log": invariants.risk_log_violations(marts["risk_log"], progress),
+        "clinic_links": invariants.clinic_link_violations(marts["clinic_links"], progress),
+    }
+
+
+def invariant_result(name: str, violations: list[str]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=not violations,
+        asset_key=_key(name), check_name="invariants", passed=not violations,
         metadata={"violations": violations or ["none"]},
         description="; ".join(violations) or None,
     )
 
 
-def build_schema_check(name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey(["marts", name]), name="schema",
-                    description="Types, nullability, enums, ranges and the grain's unique key.")
-    def _schema(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        (frame,) = _read(warehouse, f"marts.{name}")
-        return schema_check_result(MART_MODELS[name], frame)
-
-    return _schema
-
-
-@dg.asset_check(asset=dg.AssetKey(["marts", "lecture_progress"]), name="invariants",
-                description="One row per enrollment; completed <= held/total; rate and risk "
-                "rule consistent.")
-def lecture_progress_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    progress, enrollments = _read(warehouse, "marts.lecture_progress", "raw.enrollments")
-    return _invariant_result(invariants.lecture_progress_violations(progress, enrollments.height))
-
-
-@dg.asset_check(asset=dg.AssetKey(["marts", "session_progress"]), name="invariants",
-                description="One row per enrollment x session; completions agree with "
-                "lecture_progress.")
-def session_progress_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    sessions, progress = _read(warehouse, "marts.session_progress", "marts.lecture_progress")
-    return _invariant_result(invariants.session_progress_violations(sessions, progress))
-
-
-@dg.asset_check(asset=dg.AssetKey(["marts", "risk_log"]), name="invariants",
-                description="Each at-risk enrollment's last risk_log row equals its "
-                "lecture_progress risk.")
-def risk_log_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    log, progress = _read(warehouse, "marts.risk_log", "marts.lecture_progress")
-    return _invariant_result(invariants.risk_log_violations(log, progress))
-
-
-@dg.asset_check(asset=dg.AssetKey(["marts", "clinic_links"]), name="invariants",
-                description="AUTO_FAILED = failed held sessions and AUTO_RISK = at-risk ACTIVE "
-                "enrollments.")
-def clinic_links_invariants(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    links, progress = _read(warehouse, "marts.clinic_links", "marts.lecture_progress")
-    return _invariant_result(invariants.clinic_link_violations(links, progress))
-
-
-mart_checks = [
-    *(build_schema_check(name) for name in MART_MODELS),
-    lecture_progress_invariants,
-    session_progress_invariants,
-    risk_log_invariants,
-    clinic_links_invariants,
-]
+def schema_result(model, frame: pl.DataFrame, name: str, *, stored: pl.Schema | None = None,
+                  failure: str | None = None, rows: int | None = None) -> dg.AssetCheckResult:
+    """The `schema` check of mart `name`: `failure` when a bucket already failed validation,
+    `rows` the total over all buckets (`frame` is then an empty frame of the mart)."""
+    return schema_check_result(model, frame, stored=stored, asset_key=_key(name),
+                               check_name="schema", failure=failure, rows=rows)

@@ -12,22 +12,15 @@ from assets import all_assets
 from assets.history import history_assets
 from checks import all_checks
 from checks.history_checks import history_checks
-from pipelines.operations import HISTORY_GROUP, RUN_TAGS, history_jobs
-from pipelines.resources import ProgressSettings, WarehouseResource
+from pipelines.operations import exports_job, history_jobs, progress_job
+from pipelines.resources import ProgressSettings, WarehouseReader, WarehouseResource
 from pipelines.schedules import schedules
 from pipelines.sensors import sensors
-
-progress_job = dg.define_asset_job(
-    "progress_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(HISTORY_GROUP),
-    description="Ingest every extract, then recompute and publish the marts as of now.",
-    run_tags=RUN_TAGS,
-)
 
 defs = dg.Definitions(
     assets=[*all_assets, *history_assets],
     asset_checks=[*all_checks, *history_checks],
-    jobs=[progress_job, *history_jobs],
+    jobs=[progress_job, *history_jobs, exports_job],
     schedules=schedules,
     sensors=sensors,
     resources={
@@ -36,6 +29,7 @@ defs = dg.Definitions(
             timezone=dg.EnvVar("PROGRESS_TIMEZONE"),
         ),
         "warehouse": WarehouseResource(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
+        "warehouse_reader": WarehouseReader(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
     },
     # One process writes the DuckDB file: steps run one after another in the run's process.
     executor=dg.in_process_executor,

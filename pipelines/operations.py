@@ -31,13 +31,23 @@ MARTS_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 HISTORY_GROUP = "history"
+EXPORTS_GROUP = "exports"
 
 
-# Every asset and check: raw -> quarantine -> current marts, plus one date of history when the
-# run has a partition key (the schedule and the sensor always give one: yesterday).
+progress_job = dg.define_asset_job(
+    "progress_job",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(HISTORY_GROUP, EXPORTS_GROUP),
+    description="Ingest every extract, then recompute and publish the marts and views as of "
+    "now (what `progress run` runs; exports_job follows it).",
+    run_tags=RUN_TAGS,
+)
+
+# Every asset and check but the exports: raw -> quarantine -> current marts and views, plus one
+# date of history when the run has a partition key (the schedule and the sensor always give
+# one: yesterday). The exports follow in their own run (exports_job).
 daily_job = dg.define_asset_job(
     "daily_job",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(EXPORTS_GROUP),
     description=(
         "Ingest every extract, publish the current marts as of now, and the history of one "
         "date (the run's partition, yesterday for the schedule and the sensor)."
@@ -52,6 +62,16 @@ history_job = dg.define_asset_job(
     description="Recompute the daily history (lecture_progress_daily, risk summary, alerts) "
     "of the selected dates from the raw tables already in the warehouse.",
     run_tags=RUN_TAGS,
+)
+
+# The per-academy exports of what the last run published (read-only: no writer lock). The
+# `exports_after_publication` sensor launches it after every successful publishing run.
+exports_job = dg.define_asset_job(
+    "exports_job",
+    selection=dg.AssetSelection.groups(EXPORTS_GROUP),
+    description="Export the published marts and views per academy (Parquet + CSV, manifest), "
+    "atomically; launched after each successful run of progress_job or daily_job.",
+    run_tags={"progress/exports": "write"},
 )
 
 history_jobs = [daily_job, history_job]

@@ -110,3 +110,28 @@ class WarehouseResource(dg.ConfigurableResource):
     def record_marts(self, as_of: datetime, hashes: dict[str, str]) -> None:
         """Note that this run refreshed the marts (as of `as_of`) for the publication row."""
         self._marts = publish.Publication(self._run_id, as_of, True, hashes)
+
+
+class WarehouseReader(dg.ConfigurableResource):
+    """Read-only access to the published warehouse, without the writer lock or a staging copy.
+
+    For assets that only read what a run published (the exports): a run of them never waits
+    for, nor blocks, a writer, and a writer's atomic swap never disturbs them (an open file
+    keeps the publication it was opened on).
+    """
+
+    path: str
+
+    @contextmanager
+    def connection(self, staging: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The published file read-only, or with `staging` this run's own staging file (the
+        marts computed earlier in the same run, not yet published)."""
+        published = Path(self.path)
+        target = publish.staging_path(published) if staging else published
+        if not target.exists():
+            raise FileNotFoundError(f"warehouse {target} does not exist; run `progress run` first")
+        con = duckdb.connect(str(target), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()

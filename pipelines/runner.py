@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets import all_assets
+from assets import core_assets
 from checks import all_checks
 from pipelines.core.contract import TABLES
 from pipelines.core.extracts import find_files
@@ -119,7 +119,7 @@ def run_pipeline(
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     log_level = "INFO" if verbose else "CRITICAL"
     result = dg.materialize(
-        [*all_assets, *all_checks],
+        [*core_assets, *all_checks],
         resources={"settings": settings,
                    "warehouse": WarehouseResource(path=str(warehouse),
                                                 lock_timeout_seconds=lock_timeout)},

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from assets import all_assets
+from assets import core_assets
 from assets.history import HISTORY_KEYS, HISTORY_START, HISTORY_TIMEZONE
 from pipelines.operations import daily_job
 
@@ -32,7 +32,7 @@ def previous_day_partition(when: datetime) -> str | None:
 def current_asset_keys() -> list[dg.AssetKey]:
     """Every asset except the history ones: what a run without a history date materializes."""
     history = set(HISTORY_KEYS.values())
-    return [key for asset in all_assets for key in asset.keys if key not in history]
+    return [key for asset in core_assets for key in asset.keys if key not in history]
 
 
 def daily_run_request(when: datetime, run_key: str, trigger: str,

@@ -26,7 +26,7 @@ import dagster as dg
 from assets.history import HISTORY_TIMEZONE
 from pipelines.core.contract import TABLES
 from pipelines.core.extracts import find_files
-from pipelines.operations import daily_job
+from pipelines.operations import daily_job, exports_job, progress_job
 from pipelines.resources import ProgressSettings
 from pipelines.schedules import daily_run_request
 
@@ -99,4 +99,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: ProgressSettin
     return dg.SensorResult(run_requests=[request], cursor=cursor_text(hashes))
 
 
-sensors = [landing_sensor]
+@dg.run_status_sensor(
+    name="exports_after_publication",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[progress_job, daily_job],
+    request_job=exports_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches exports_job (per-academy Parquet + CSV) when a run that publishes the "
+    "warehouse succeeds.",
+)
+def exports_after_publication(context: dg.RunStatusSensorContext):
+    """One exports run per successful publishing run (the run_key makes it at most one)."""
+    run = context.dagster_run
+    return dg.RunRequest(run_key=f"exports-after-{run.run_id}",
+                         tags={"progress/published_by": run.run_id})
+
+
+sensors = [landing_sensor, exports_after_publication]

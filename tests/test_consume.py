@@ -23,15 +23,19 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from assets.consume import EXPORTS_KEY, consume_assets
+from assets import all_assets
+from assets.consume import EXPORTS_KEY, export_assets, view_assets
+from checks import all_checks
 from pipelines.cli_consume import export, report
 from pipelines.core import exports as exports_module
+from pipelines.core import publish
 from pipelines.core.exports import EXPORTED, LABELS, ExportError, export_warehouse
 from pipelines.core.views import VIEWS, create_views
 from pipelines.report import load, render, write_report
-from pipelines.resources import WarehouseResource
+from pipelines.resources import ProgressSettings, WarehouseReader, WarehouseResource
 from pipelines.runner import run_pipeline
-from tests.conftest import write_landing
+from tests.conftest import landing_with, write_landing
+from tests.test_dagster import EVENTS
 
 AS_OF = "2026-11-25 12:00:00"
 AS_OF_DATE = date(2026, 11, 25)
@@ -535,25 +539,33 @@ def test_export_and_report_commands(warehouse, tmp_path):
 
 def test_dagster_assets_create_views_and_export(warehouse, tmp_path):
     copy = tmp_path / "wh.duckdb"
-    resource = WarehouseResource(path=str(copy))
     shutil.copyfile(warehouse, copy)
     with duckdb.connect(str(copy)) as con:
         for name in VIEWS:
             con.execute(f"DROP VIEW marts.{name}")
     out = tmp_path / "dagster_exports"
-    result = dg.materialize(
-        consume_assets, resources={"warehouse": resource},
-        run_config={"ops": {"exports__academy_exports": {"config": {"out_dir": str(out)}}},
-                    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    views = dg.materialize(view_assets, resources={"warehouse": WarehouseResource(path=str(copy))},
+                           run_config=quiet)
+    assert views.success
+    # as exports_job runs it: its own run, reading the published file without the writer lock
+    with publish.writer_lock(copy, 1):
+        result = dg.materialize(
+            export_assets, resources={"warehouse_reader": WarehouseReader(path=str(copy))},
+            run_config={"ops": {"exports__academy_exports": {"config": {"out_dir": str(out)}}},
+                        **quiet},
+        )
     assert result.success
     metadata = {e.materialization.asset_key: e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
+                for e in [*views.get_asset_materialization_events(),
+                          *result.get_asset_materialization_events()]}
     assert set(metadata) == {dg.AssetKey(["marts", n]) for n in VIEWS} | {EXPORTS_KEY}
     risk = metadata[dg.AssetKey(["marts", "v_at_risk_students"])]
     assert risk["dagster/row_count"].value == 4
     assert risk["risk_distribution"].value == {"WARNING": 2, "DANGER": 2}
     assert "preview" in risk
+    queue = metadata[dg.AssetKey(["marts", "v_clinic_queue"])]
+    assert sum(queue["pending_by_reason"].value.values()) == queue["dagster/row_count"].value
     exported = metadata[EXPORTS_KEY]
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["run_id"] == result.run_id and manifest["as_of"] == AS_OF
@@ -562,6 +574,21 @@ def test_dagster_assets_create_views_and_export(warehouse, tmp_path):
         views = {r[0] for r in con.execute(
             "SELECT view_name FROM duckdb_views() WHERE schema_name = 'marts'").fetchall()}
     assert views == set(VIEWS)
+
+
+def test_exports_in_the_same_run_as_the_marts_read_that_run_not_the_published_file(tmp_path):
+    landing, warehouse, out = landing_with(tmp_path, **EVENTS), tmp_path / "wh.duckdb", tmp_path / "e"
+    result = dg.materialize(
+        [*all_assets, *all_checks],
+        resources={"settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF),
+                   "warehouse": WarehouseResource(path=str(warehouse)),
+                   "warehouse_reader": WarehouseReader(path=str(warehouse))},
+        run_config={"ops": {"exports__academy_exports": {"config": {"out_dir": str(out)}}}},
+    )
+    assert result.success
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["as_of"] == AS_OF and manifest["run_id"] == result.run_id
+    assert {f["table"] for f in manifest["files"] if f["rows"]} >= {"session_progress"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,3 +616,33 @@ def test_analyst_guide_queries_run_and_every_column_is_documented(warehouse):
     for name in [*VIEWS, "session_progress", "lecture_progress", "risk_log", "clinic_links",
                  "dim_labels"]:
         assert f"`marts.{name}`" in text, name
+
+
+def test_exports_job_follows_each_successful_publication(tmp_path, monkeypatch):
+    """progress_job publishes; the run-status sensor asks for one exports_job run keyed by it;
+    exports_job (from the real code location) writes the export of that publication."""
+    from pipelines.definitions import defs
+    from pipelines.sensors import exports_after_publication
+
+    landing, warehouse = landing_with(tmp_path, **EVENTS), tmp_path / "wh.duckdb"
+    for name, value in {"PROGRESS_LANDING": landing, "PROGRESS_WAREHOUSE": warehouse,
+                        "PROGRESS_TIMEZONE": "Asia/Seoul", "PROGRESS_EXPORTS": ""}.items():
+        monkeypatch.setenv(name, str(value))
+    instance = dg.DagsterInstance.ephemeral()
+    published = defs.resolve_job_def("progress_job").execute_in_process(instance=instance)
+    assert published.success
+    assert not (tmp_path / "exports").exists()  # the publication does not wait for exports
+    context = dg.build_run_status_sensor_context(
+        sensor_name="exports_after_publication", dagster_instance=instance,
+        dagster_run=published.dagster_run, dagster_event=published.get_run_success_event(),
+    )
+    request = exports_after_publication(context)
+    assert request.run_key == f"exports-after-{published.run_id}"
+    exported = defs.resolve_job_def("exports_job").execute_in_process(
+        instance=instance, tags=request.tags)
+    assert exported.success
+    manifest = json.loads((tmp_path / "exports" / "manifest.json").read_text(encoding="utf-8"))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (rows,) = con.execute("SELECT count(*) FROM marts.session_progress").fetchone()
+    assert sum(f["rows"] for f in manifest["files"]
+               if f["table"] == "session_progress" and f["format"] == "csv") == rows == 4

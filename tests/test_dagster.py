@@ -10,7 +10,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from assets import all_assets
+from assets import core_assets
 from checks import all_checks
 from pipelines.core.contract import TABLES
 from pipelines.core.warehouse import replace_tables
@@ -32,7 +32,7 @@ EVENTS = {
 
 def materialize(landing: Path, warehouse: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*all_assets, *all_checks],
+        [*core_assets, *all_checks],
         resources={"settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF),
                    "warehouse": WarehouseResource(path=str(warehouse))},
         raise_on_error=False,
@@ -165,7 +165,7 @@ def test_marts_in_enrollment_buckets_equal_one_pass(tmp_path):
     for size in (1_000_000, 7):  # one pass, then buckets of 7 enrollments
         warehouse = tmp_path / f"wh-{size}.duckdb"
         result = dg.materialize(
-            [*all_assets, *all_checks],
+            [*core_assets, *all_checks],
             resources={"settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF,
                                                     marts_bucket_enrollments=size),
                        "warehouse": WarehouseResource(path=str(warehouse))},

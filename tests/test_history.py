@@ -35,8 +35,19 @@ from pipelines.core.history_schemas import HISTORY_MODELS
 from pipelines.core.ingest import ingest_all
 from pipelines.core.marts import build_marts
 from pipelines.core.schemas import validate
-from pipelines.operations import HISTORY_GROUP, MARTS_FRESHNESS, history_jobs
-from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
+from pipelines.operations import (
+    HISTORY_GROUP,
+    MARTS_FRESHNESS,
+    exports_job,
+    history_jobs,
+    progress_job,
+)
+from pipelines.resources import (
+    WAREHOUSE_POOL,
+    ProgressSettings,
+    WarehouseReader,
+    WarehouseResource,
+)
 from pipelines.runner import run_pipeline
 from pipelines.schedules import DEFAULT_CRON, build_daily_schedule, daily_schedule, schedules
 from pipelines.sensors import landing_sensor, sensors
@@ -68,17 +79,14 @@ SLIPPING = {
 
 def wired_definitions() -> dg.Definitions:
     """The code location as pipelines/definitions.py wires it (see docs/operating.md)."""
-    progress_job = dg.define_asset_job(
-        "progress_job",
-        selection=dg.AssetSelection.all() - dg.AssetSelection.groups(HISTORY_GROUP),
-    )
     return dg.Definitions(
         assets=[*all_assets, *history_assets],
         asset_checks=[*all_checks, *history_checks],
-        jobs=[progress_job, *history_jobs],
+        jobs=[progress_job, *history_jobs, exports_job],
         schedules=schedules,
         sensors=sensors,
-        resources={"settings": ProgressSettings(), "warehouse": WarehouseResource(path="x")},
+        resources={"settings": ProgressSettings(), "warehouse": WarehouseResource(path="x"),
+                   "warehouse_reader": WarehouseReader(path="x")},
         executor=dg.in_process_executor,
     )
 

@@ -197,9 +197,11 @@ def _write_all(frames: dict[str, pl.DataFrame], root: Path) -> tuple[list[int], 
         })
 
     for name in EXPORTED:
-        frame = frames[name]
+        # one pass over the table, not one filter per academy
+        parts = frames[name].partition_by("academy_id", as_dict=True, maintain_order=True)
+        empty = frames[name].clear()
         for academy in academies:
-            part = frame.filter(pl.col("academy_id") == academy)
+            part = parts.pop((academy,), empty)
             folder = root / name / f"academy_id={academy}"
             folder.mkdir(parents=True)
             parquet, csv = folder / "part-0.parquet", folder / f"{name}.csv"

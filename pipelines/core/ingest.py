@@ -305,6 +305,15 @@ def ingest_table(
     return result
 
 
+def missing_extract_message(table: str, refused: str | None) -> str:
+    """Why a table was ingested empty: nothing delivered, or every file refused."""
+    where = f"no readable extract for '{table}'"
+    if refused:
+        return f"{where}, ingested as empty: {refused}"
+    return (f"{where}, ingested as empty (expected {table}.csv, {table}.parquet or {table}/ in "
+            "the landing folder)")
+
+
 def ingest_all(landing: Path, tz: str = "Asia/Seoul") -> dict[str, TableIngest]:
     """Ingest every contract table in dependency order (references before their users)."""
     from .contract import TABLES

@@ -1012,7 +1012,23 @@ def validate(model: type[DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
     Returns the frame unchanged when it is valid; raises `pandera.errors.SchemaErrors` (with
     `failure_cases`) otherwise. Nothing is coerced.
     """
-    result = model.validate(frame, lazy=True)
+    schema = model.to_schema()
+    if frame.schema.get("_source_file") == pl.Categorical():
+        # lineage stays Categorical in memory (the ingest keeps one file name per row cheaply);
+        # the warehouse stores VARCHAR, which `stored_type_mismatches` checks
+        schema = schema.update_column("_source_file", dtype=pl.Categorical())
+    result = schema.validate(frame, lazy=True)
     if isinstance(result, pl.LazyFrame):  # pragma: no cover - only for a LazyFrame input
         return result.collect()
     return result
+
+
+def stored_type_mismatches(model: type[DataFrameModel], stored: pl.Schema) -> list[str]:
+    """How a table's stored columns (read back from DuckDB) differ from the model's names,
+    order and types: the cheap half of validating what analysts read, after the rows were
+    validated in memory before writing."""
+    expected = {name: column.dtype.type for name, column in model.to_schema().columns.items()}
+    if list(stored) != list(expected):
+        return [f"columns {list(stored)} differ from the contract's {list(expected)}"]
+    return [f"{name} is {stored[name]}, expected {dtype}"
+            for name, dtype in expected.items() if stored[name] != dtype]

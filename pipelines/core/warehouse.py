@@ -113,3 +113,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
         [schema, table],
     ).fetchone()
     return bool(found and found[0])
+
+
+def stored_schema(con: duckdb.DuckDBPyConnection, qualified: str) -> pl.Schema:
+    """The column names and types of a stored table as Polars reads them (no row is read)."""
+    return con.sql(f"SELECT * FROM {qualified} LIMIT 0").pl().schema
