@@ -22,7 +22,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import polars as pl
 from pydantic import Field
 
 from pipelines.core.exports import ExportError, read_snapshot, write_export
@@ -56,40 +55,54 @@ def _view_spec(view: View) -> dg.AssetSpec:
     )
 
 
-def _query(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
-    return con.sql(sql).pl()
-
-
 def _extra_metadata(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, object]:
-    """Risk distribution, counts by reason and preview tables, computed in DuckDB (aggregates
-    and LIMITs): a view is never pulled whole into memory for its metadata."""
-    view = f"marts.{name}"
+    """Row count, risk distribution, counts by reason and preview tables of one view.
+
+    The view runs once, into a temporary table (in order); every figure comes from that copy,
+    so no view is executed twice nor pulled whole into Python.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _view AS SELECT * FROM marts.{name}")
+    try:
+        extra: dict[str, object] = {
+            "dagster/row_count": con.execute("SELECT count(*) FROM _view").fetchone()[0]}
+        extra |= _view_figures(con, name)
+    finally:
+        con.execute("DROP TABLE IF EXISTS _view")
+    return extra
+
+
+def _head(con: duckdb.DuckDBPyConnection, columns: str, rows: int = 10, where: str = "",
+          order: str = "rowid") -> dg.MarkdownMetadataValue:
+    where = f"WHERE {where}" if where else ""
+    frame = con.sql(f"SELECT {columns} FROM _view {where} ORDER BY {order} LIMIT {rows}").pl()
+    return preview(frame, rows=rows)
+
+
+def _view_figures(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, object]:
     if name == "v_at_risk_students":
-        found = dict(con.execute(f"SELECT risk_level, count(*) FROM {view} GROUP BY 1").fetchall())
+        found = dict(con.execute("SELECT risk_level, count(*) FROM _view GROUP BY 1").fetchall())
         return {
             "risk_distribution": {level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")},
-            "preview": preview(_query(con, (
-                "SELECT academy_id, lecture_title, student_id, risk_level_ko, reason, "
-                f"days_since_last_activity FROM {view} LIMIT 10"))),
+            "preview": _head(con, "academy_id, lecture_title, student_id, risk_level_ko, reason, "
+                             "days_since_last_activity"),
         }
     if name == "v_lecture_summary":
-        return {"preview": preview(_query(con, (
-            "SELECT academy_id, lecture_title, active_enrollments, normal_enrollments, "
-            "warning_enrollments, danger_enrollments, held_completion_rate, clinic_pending "
-            f"FROM {view} LIMIT 20")), rows=20)}
+        return {"preview": _head(
+            con, "academy_id, lecture_title, active_enrollments, normal_enrollments, "
+            "warning_enrollments, danger_enrollments, held_completion_rate, clinic_pending",
+            rows=20)}
     if name == "v_session_funnel":
-        return {"preview": preview(_query(con, (
-            "SELECT academy_id, lecture_title, session_order, active_enrollments, "
-            f"completed_share, completed_share_drop FROM {view} WHERE held "
-            "ORDER BY completed_share_drop DESC NULLS LAST LIMIT 10")))}
+        return {"preview": _head(
+            con, "academy_id, lecture_title, session_order, active_enrollments, completed_share, "
+            "completed_share_drop", where="held",
+            order="completed_share_drop DESC NULLS LAST, rowid")}
     if name == "v_clinic_queue":
-        by_reason = con.execute(f"SELECT reason_ko, count(*) FROM {view} GROUP BY 1 ORDER BY 1"
+        by_reason = con.execute("SELECT reason_ko, count(*) FROM _view GROUP BY 1 ORDER BY 1"
                                 ).fetchall()
         return {
             "pending_by_reason": {k: int(v) for k, v in by_reason},
-            "preview": preview(_query(con, (
-                "SELECT queued_since, days_waiting, lecture_title, session_order, student_id, "
-                f"reason_ko, memo FROM {view} LIMIT 10"))),
+            "preview": _head(con, "queued_since, days_waiting, lecture_title, session_order, "
+                             "student_id, reason_ko, memo"),
         }
     return {}
 
@@ -99,20 +112,20 @@ def _extra_metadata(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, obje
 def analyst_views(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Documented analyst views over the marts, with Korean labels from marts.dim_labels."""
     with warehouse.get_connection() as con:
-        counts = create_views(con)
+        create_views(con, count=False)
         extra = {name: _extra_metadata(con, name) for name in VIEWS}
         types = {
             (t, c): d for t, c, d in con.execute(
                 "SELECT table_name, column_name, data_type FROM duckdb_columns() "
                 "WHERE schema_name = 'marts'").fetchall()
         }
-    context.log.info("views: " + ", ".join(f"{n} {c:,} rows" for n, c in counts.items()))
+    context.log.info("views: " + ", ".join(
+        f"{n} {e['dagster/row_count']:,} rows" for n, e in extra.items()))
     for name, view in VIEWS.items():
         column_types = {c: types.get((name, c), "") for c in view.columns}
         yield dg.MaterializeResult(
             asset_key=["marts", name],
             metadata={
-                "dagster/row_count": counts[name],
                 "dagster/column_schema": _schema(view, column_types),
                 **extra[name],
             },

@@ -508,11 +508,12 @@ def view_query(name: str) -> str:
     return VIEWS[name].sql
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def create_views(con: duckdb.DuckDBPyConnection, count: bool = True) -> dict[str, int]:
     """(Re)create every analyst view with its comments, in one transaction.
 
     Raises (and rolls back, leaving the previous views) when a view's columns differ from its
-    documented columns. Returns the row count of every view.
+    documented columns. Returns the row count of every view (empty with `count=False`: a
+    caller that runs the views anyway counts them itself).
     """
     con.execute("BEGIN TRANSACTION")
     try:
@@ -538,7 +539,7 @@ def create_views(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         counts = {
             name: con.execute(f"SELECT count(*) FROM {SCHEMA}.{_ident(name)}").fetchone()[0]
             for name in VIEWS
-        }
+        } if count else {}
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
