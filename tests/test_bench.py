@@ -22,7 +22,7 @@ from pipelines.cli_bench import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Tier("T", enrollments=300, academies=2, per_event=True, per_event_events=None)
-STAGES = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "per_event")
+STAGES = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "exports", "per_event")
 # objects whose keys are data (tables, steps, statements), documented as one key each
 LEAVES = {"machine.packages", "settings.sql_peer_duckdb", "data.generate", "data.delivered_rows",
           "ratios.linearity_L_over_M", "stages.*.details.tables", "stages.*.details.rows",

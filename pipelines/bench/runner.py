@@ -32,8 +32,9 @@ SQL_PEER_MEMORY_LIMIT = "12GB"
 SQL_PEER_THREADS = 2
 TIMEZONE = "Asia/Seoul"
 EVENT_TABLES = ("attendance", "video_progress", "submissions", "clinic_requests")
-STAGE_ORDER = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "per_event")
-NEEDS = {"marts": ("ingest",), "sql_peer": ("marts",), "per_event": ("marts",)}
+STAGE_ORDER = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "exports", "per_event")
+NEEDS = {"marts": ("ingest",), "sql_peer": ("marts",), "exports": ("e2e",),
+         "per_event": ("marts",)}
 TARGETS_TIER = "L"
 
 
@@ -449,6 +450,7 @@ def run_bench(tier: str | Tier, out_json: Path | None = None, *, base: Path | No
                      "--threads": SQL_PEER_THREADS, "--memory-limit": SQL_PEER_MEMORY_LIMIT,
                      "--temp-directory": work / "duckdb_tmp"},
         "e2e": {"--landing": landing, "--warehouse": e2e_warehouse, **common},
+        "exports": {"--warehouse": e2e_warehouse, "--out": work / "exports"},
         "per_event": {"--warehouse": warehouse, "--sqlite": work / "per_event.sqlite", **common,
                       **({"--max-events": tier.per_event_events}
                          if tier.per_event_events is not None else {})},

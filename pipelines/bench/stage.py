@@ -14,6 +14,7 @@ Stages:
                then the Pandera validation the asset runs (timed apart)
   sql_peer     the DuckDB-SQL peer over raw.*, then verified equal to marts.*
   e2e          `run_pipeline`, the real `progress run` path (one Dagster run, all checks)
+  exports      what exports_job does after a publication: `export_warehouse` of e2e's file
   per_event    the old per-event service replayed on SQLite (`per_event.py`)
 """
 
@@ -245,6 +246,26 @@ def stage_e2e(a: argparse.Namespace) -> dict:
     }}
 
 
+def stage_exports(a: argparse.Namespace) -> dict:
+    """What exports_job does after a publication: every mart and view per academy, Parquet +
+    CSV, from the e2e stage's published warehouse (read-only)."""
+    from pipelines.core.exports import export_warehouse
+
+    out = Path(a.out)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    start = begin()
+    manifest = export_warehouse(Path(a.warehouse), out)
+    seconds = end(start)
+    return {"seconds": seconds, "details": {
+        "files": len(manifest["files"]), "academies": len(manifest["academies"]),
+        "bytes": sum(f["bytes"] for f in manifest["files"]),
+        "rows": sum(f["rows"] for f in manifest["files"] if f["format"] == "parquet"),
+    }}
+
+
 def stage_per_event(a: argparse.Namespace) -> dict:
     from pipelines.bench.per_event import SQLITE_PRAGMAS, compare_with_marts, replay
 
@@ -274,6 +295,7 @@ STAGES = {
     "marts": stage_marts,
     "sql_peer": stage_sql_peer,
     "e2e": stage_e2e,
+    "exports": stage_exports,
     "per_event": stage_per_event,
 }
 
@@ -286,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--landing")
     p.add_argument("--warehouse")
     p.add_argument("--sqlite")
+    p.add_argument("--out", help="export folder (exports stage)")
     p.add_argument("--as-of", dest="as_of")
     p.add_argument("--tz", default="Asia/Seoul")
     p.add_argument("--enrollments", type=int)
