@@ -113,11 +113,23 @@ class MartsOutcome:
     stored: dict[str, pl.Schema] = field(default_factory=dict)
 
 
+def _building(name: str) -> str:
+    return f"marts._building_{name}"
+
+
 def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as_of,
                   out: MartsOutcome) -> None:
-    """Compute, validate, check and write the marts a bucket of enrollments at a time, in one
-    transaction, into `out`: all buckets are published together, or (MartsRefused) none."""
-    with transaction(con):
+    """Compute, validate, check and write the marts a bucket of enrollments at a time, into
+    `out`: all buckets are published together, or (MartsRefused, any error) none.
+
+    Buckets are appended to side tables (`marts._building_<name>`), each append committed on
+    its own, and one short transaction swaps them in for the published marts. One transaction
+    around every append would keep all of them in DuckDB's transaction-local memory until
+    the commit (measured at L: +450 MB per 100k-enrollment bucket).
+    """
+    try:
+        for name in PROGRESS_MARTS:
+            con.execute(f"DROP TABLE IF EXISTS {_building(name)}")
         buckets = enrollment_buckets(con, settings.marts_bucket_enrollments)
         out.buckets = len(buckets)
         for i, bucket in enumerate(buckets):
@@ -134,7 +146,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as
             for name, found in mart_violations(marts, valid_enrollments).items():
                 out.violations[name] += found
             for name, frame in marts.items():
-                write_table(con, f"marts.{name}", frame, append=i > 0)
+                write_table(con, _building(name), frame, append=i > 0)
                 out.rows[name] += frame.height
                 out.hashes[name] = _add_hashes(out.hashes[name], content_hash(frame))
             for level, count in risk_distribution(marts["lecture_progress"]).items():
@@ -142,9 +154,15 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as
             out.at_risk.append(marts["lecture_progress"].filter(pl.col("risk_level") != "NORMAL")
                                .sort("consecutive_failed_sessions", descending=True).head(10))
             del marts
+        with transaction(con):
+            for name in PROGRESS_MARTS:
+                con.execute(f"DROP TABLE IF EXISTS marts.{name}")
+                con.execute(f"ALTER TABLE {_building(name)} RENAME TO {name}")
+                document_table(con, f"marts.{name}", table_doc(MART_MODELS[name]))
+                out.stored[name] = stored_schema(con, f"marts.{name}")
+    finally:  # after a refusal or an error, nothing of this computation stays behind
         for name in PROGRESS_MARTS:
-            document_table(con, f"marts.{name}", table_doc(MART_MODELS[name]))
-            out.stored[name] = stored_schema(con, f"marts.{name}")
+            con.execute(f"DROP TABLE IF EXISTS {_building(name)}")
 
 
 def _empty(name: str) -> pl.DataFrame:

@@ -31,7 +31,7 @@ class ProgressSettings(dg.ConfigurableResource):
     warning_streak: int = 2
     danger_streak: int = 3
     # marts are computed this many enrollments at a time (bounds memory at ~1M enrollments)
-    marts_bucket_enrollments: int = 250_000
+    marts_bucket_enrollments: int = 100_000
 
     @property
     def landing(self) -> Path:
@@ -59,6 +59,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     lock_timeout_seconds: float = 600.0
+    # DuckDB inside a run, set deliberately rather than left at "80% of RAM, every core": the
+    # heavy lifting is in Polars, whose frames share the machine with DuckDB's buffer pool;
+    # past the limit DuckDB spills to `<warehouse>.building.tmp/`, beside the file it writes.
+    duckdb_memory_limit: str = "2GB"
+    duckdb_threads: int = 2
 
     _lock: FileLock | None = PrivateAttr(default=None)
     _wrote: bool = PrivateAttr(default=False)
@@ -88,11 +93,15 @@ class WarehouseResource(dg.ConfigurableResource):
             if self._lock is not None:
                 self._lock.release()
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(publish.staging_path(self.published)), config={
+            "memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection to this run's staging file."""
         self._wrote = True
-        con = duckdb.connect(str(publish.staging_path(self.published)))
+        con = self._connect()
         try:
             yield con
         finally:
@@ -101,7 +110,7 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def read_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for checks that only read this run's staging file."""
-        con = duckdb.connect(str(publish.staging_path(self.published)))
+        con = self._connect()
         try:
             yield con
         finally:

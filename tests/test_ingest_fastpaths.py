@@ -11,7 +11,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.core.ingest import dense_span, lookup, repeated_hashes
+from pipelines.core.ingest import dense_span, lookup
+from pipelines.core.keys import duplicated_rows, repeated_hashes
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 SMALL = st.integers(-50, 400)
@@ -51,3 +52,11 @@ def test_repeated_hashes_equals_is_duplicated(hashes):
         assert not expected.any()
     else:
         assert repeated.to_list() == expected.to_list()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.none() | st.integers(0, 3), st.sampled_from(["a", "b", None])),
+                max_size=60))
+def test_duplicated_rows_equals_is_duplicated(rows):
+    frame = pl.DataFrame(rows, schema={"k": pl.Int64, "t": pl.String}, orient="row")
+    assert duplicated_rows(frame, ["k", "t"]).to_list() == frame.is_duplicated().to_list()

@@ -14,6 +14,7 @@ import polars as pl
 
 from .contract import QUARANTINE_REASONS, SPECS, ColumnType, TableSpec
 from .extracts import RefusedFile, read_files
+from .keys import repeated_hashes
 from .parse import TYPES, parse, trimmed
 
 LINEAGE = ["_source_file", "_source_row"]
@@ -243,20 +244,6 @@ def _reference_code(spec: TableSpec, refs: dict[str, pl.DataFrame]) -> pl.Expr:
     )
 
 
-def repeated_hashes(hashes: pl.Series) -> pl.Series | None:
-    """Which rows' hash occurs more than once, or None when no hash repeats.
-
-    Sorting 50M hashes and comparing neighbours, then one `is_in` against the (few) repeated
-    values, is ~5x faster than a hash-table `is_duplicated` over all rows. A repeated hash is
-    only a candidate: the caller compares those rows exactly.
-    """
-    ordered = hashes.sort()
-    twice = ordered.filter(ordered == ordered.shift(1))
-    if twice.is_empty():
-        return None
-    return hashes.is_in(twice.unique().implode())
-
-
 def _duplicate_screen(passed: pl.DataFrame, spec: TableSpec) -> tuple[pl.Series, pl.DataFrame, int]:
     """§2 step 5 over rows that passed steps 1-4.
 
@@ -278,6 +265,24 @@ def _duplicate_screen(passed: pl.DataFrame, spec: TableSpec) -> tuple[pl.Series,
     collapsed = multi.filter(~pl.col("_conflict") & ~pl.col("_first")).height
     conflicts = multi.filter("_conflict").drop("_first", "_conflict")
     return keep, conflicts, collapsed
+
+
+def _take(frame: pl.DataFrame, mask: pl.Series, columns: dict[str, str]) -> pl.DataFrame:
+    """`frame.filter(mask)` of `columns` (old -> new name), emptying `frame` as it goes.
+
+    A filter copies every column; taking the columns one at a time and dropping each from
+    `frame` once copied keeps the peak at one table plus one column instead of two tables
+    (a 40M-row event table: ~3 GB less).
+    """
+    if mask.all():
+        return frame.select(pl.col(old).alias(new) for old, new in columns.items())
+    taken = {}
+    for name in frame.columns:
+        column = frame.drop_in_place(name)
+        if name in columns:
+            taken[columns[name]] = column.filter(mask).alias(columns[name])
+        del column
+    return pl.DataFrame([taken[new] for new in columns.values()])
 
 
 def validate_table(
@@ -303,17 +308,16 @@ def validate_table(
     del splits
 
     keep, conflicts, collapsed = _duplicate_screen(passed, spec)
-    checked = passed.filter(keep) if not keep.all() else passed
-    del passed, keep
-    code = checked.select(_reference_code(spec, refs)).to_series()
+    # with_columns: a constant code (a table with no reference) still gets one value per row
+    code = passed.with_columns(_reference_code(spec, refs).alias("_ref")).get_column("_ref")
     ok = code == 0
-    late = checked.filter(~ok).with_columns(_reason_text(code.filter(~ok)))
+    rejected_late = keep & ~ok  # a dropped duplicate copy is not checked further
+    late = passed.filter(rejected_late).with_columns(_reason_text(code.filter(rejected_late)))
     late = pl.concat([late, conflicts.with_columns(pl.lit("duplicate_conflict").alias("_reason"))
                       .select(late.columns)])
-    raw = (checked if ok.all() else checked.filter(ok)).select(
-        [pl.col(f"v:{c}").alias(c) for c in spec.column_names] + LINEAGE
-    )
-    del checked
+    raw = _take(passed, keep & ok,
+                {**{f"v:{c}": c for c in spec.column_names}, **{c: c for c in LINEAGE}})
+    del passed, keep, ok, code
     if texts and late.height:
         text = pl.concat(texts, how="diagonal_relaxed")
         late = late.join(text, on="_seq", how="left")
