@@ -127,6 +127,9 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as
     around every append would keep all of them in DuckDB's transaction-local memory until
     the commit (measured at L: +450 MB per 100k-enrollment bucket).
     """
+    # Mart rows have no meaningful physical order (every reader sorts or groups): DuckDB may
+    # append them in parallel (-20% write time at L).
+    con.execute("SET preserve_insertion_order = false")
     try:
         for name in PROGRESS_MARTS:
             con.execute(f"DROP TABLE IF EXISTS {_building(name)}")

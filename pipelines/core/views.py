@@ -424,22 +424,20 @@ SELECT
     cl.session_id,
     cl.session_order,
     ses.title AS session_title,
-    sp.session_date,
+    ses.session_date,
     cl.reason,
     cr.label_ko AS reason_ko,
     cl.is_auto,
     cl.memo,
     cl.requested_at,
-    least(CAST(sp.session_date AS TIMESTAMP), cl.requested_at) AS queued_since,
-    date_diff('day', CAST(least(CAST(sp.session_date AS TIMESTAMP), cl.requested_at) AS DATE),
+    least(CAST(ses.session_date AS TIMESTAMP), cl.requested_at) AS queued_since,
+    date_diff('day', CAST(least(CAST(ses.session_date AS TIMESTAMP), cl.requested_at) AS DATE),
               CAST(lp.calculated_at AS DATE)) AS days_waiting,
     lp.risk_level,
     rl.label_ko AS risk_level_ko,
     lp.calculated_at
 FROM marts.clinic_links AS cl
 LEFT JOIN marts.lecture_progress AS lp ON lp.enrollment_id = cl.enrollment_id
-LEFT JOIN marts.session_progress AS sp
-    ON sp.enrollment_id = cl.enrollment_id AND sp.session_id = cl.session_id
 LEFT JOIN raw.lectures AS lec ON lec.lecture_id = cl.lecture_id
 LEFT JOIN raw.sessions AS ses ON ses.session_id = cl.session_id
 {_label("cr", "clinic_reason", "cl.reason")}
