@@ -155,21 +155,48 @@ def _native(series: pl.Series, type_: str, tz: str) -> pl.Series:
     return series.cast(pl.String)
 
 
+def _polars_read(path: Path, positions: dict[str, int], rows: int) -> dict[str, pl.Series] | None:
+    """The contract columns by Polars' own Parquet reader (at L twice as fast as pyarrow plus
+    the conversion); None when it cannot read them, and pyarrow then reads the file (or
+    refuses it, with pyarrow's reason)."""
+    if not positions:
+        return None
+    indices = sorted(set(positions.values()))
+    try:
+        frame = pl.read_parquet(path, columns=indices)
+    except Exception:  # an exotic type or layout: the pyarrow path decides
+        return None
+    if frame.height != rows or frame.width != len(indices):
+        return None
+    by_index = dict(zip(indices, frame.get_columns(), strict=True))
+    return {name: by_index[i].alias(name) for name, i in positions.items()}
+
+
 def read_parquet_file(spec: TableSpec, path: Path, rel: str, tz: str) -> pl.DataFrame:
     try:
-        table = pq.read_table(path)
+        meta = pq.ParquetFile(path)
+        names, rows = meta.schema_arrow.names, meta.metadata.num_rows
+        meta.close()
     except (pa.ArrowException, OSError) as exc:
         raise FileRefused(f"not a readable Parquet file ({exc})") from None
-    positions = _contract_positions(spec, table.column_names)
+    positions = _contract_positions(spec, names)
     types = {c.name: c.type for c in spec.columns}
+    read = _polars_read(path, positions, rows)
+    if read is None:
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise FileRefused(f"not a readable Parquet file ({exc})") from None
+        rows = table.num_rows
     try:
         columns = {
-            name: _native(pl.Series(name, pl.from_arrow(table.column(i))), types[name], tz)
+            name: _native(read[name] if read is not None else
+                          pl.Series(name, pl.from_arrow(table.column(i))), types[name], tz)
             for name, i in positions.items()
         }
     except Exception as exc:  # an exotic column type polars cannot take
         raise FileRefused(f"unsupported Parquet column type ({exc})") from None
-    return _delivered_frame(spec, columns, table.num_rows, rel)
+    return _delivered_frame(spec, columns, rows, rel)
 
 
 def read_files(
