@@ -1,7 +1,9 @@
 """Mart assets: the progress marts as of the run's instant, plus the label dimension.
 
-The four progress marts come from one grid, so they are computed and published together in
-one transaction: a reader never sees session_progress from one run and risk_log from another.
+The four progress marts come from one grid, so they are computed together (a bucket of
+enrollments at a time) and swapped in together by one transaction: a reader never sees
+session_progress from one run and risk_log from another. The asset reports their schema and
+invariant checks itself (checks/mart_checks.py).
 """
 
 
@@ -90,7 +92,7 @@ def _add_hashes(a: str, b: str) -> str:
 def risk_distribution(progress: pl.DataFrame) -> dict[str, int]:
     counts = progress.group_by("risk_level").len()
     found = dict(zip(counts["risk_level"], counts["len"], strict=True))
-    return {level: int(found.get(level, 0)) for level in ("NORMAL", "WARNING", "DANGER")}
+    return {level: int(found.get(level, 0)) for level in LEVELS}
 
 
 class MartsRefused(Exception):

@@ -256,7 +256,7 @@ def _duplicate_screen(passed: pl.DataFrame, spec: TableSpec) -> tuple[pl.Series,
     key_values = [f"v:{c}" for c in spec.key]
     repeated = repeated_hashes(passed.select(pl.struct(key_values).hash(seed=0)).to_series())
     if repeated is None:
-        return pl.Series("_keep", [True] * passed.height, pl.Boolean), passed.clear(), 0
+        return pl.repeat(True, passed.height, eager=True).alias("_keep"), passed.clear(), 0
     multi = passed.filter(repeated).with_columns(
         (pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first")
     ).with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
@@ -271,8 +271,8 @@ def _take(frame: pl.DataFrame, mask: pl.Series, columns: dict[str, str]) -> pl.D
     """`frame.filter(mask)` of `columns` (old -> new name), emptying `frame` as it goes.
 
     A filter copies every column; taking the columns one at a time and dropping each from
-    `frame` once copied keeps the peak at one table plus one column instead of two tables
-    (a 40M-row event table: ~3 GB less).
+    `frame` once copied keeps the peak of this step at one table plus one column instead of
+    two tables.
     """
     if mask.all():
         return frame.select(pl.col(old).alias(new) for old, new in columns.items())
