@@ -8,6 +8,7 @@ invariant checks itself (checks/mart_checks.py).
 
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -113,6 +114,15 @@ class MartsOutcome:
     violations: dict[str, list[str]] = field(default_factory=lambda: {
         name: [] for name in PROGRESS_MARTS})
     stored: dict[str, pl.Schema] = field(default_factory=dict)
+    # wall seconds per phase, summed over the buckets: read, compute, checks, write
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("read", "compute", "checks", "write"), 0.0))
+
+    def lap(self, phase: str, since: float) -> float:
+        """Add the time since `since` to `phase`; return now."""
+        now = time.perf_counter()
+        self.seconds[phase] += now - since
+        return now
 
 
 def _building(name: str) -> str:
@@ -138,10 +148,13 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as
         buckets = enrollment_buckets(con, settings.marts_bucket_enrollments)
         out.buckets = len(buckets)
         for i, bucket in enumerate(buckets):
+            started = time.perf_counter()
             inputs = read_mart_inputs(con, bucket)
             valid_enrollments = inputs["enrollments"].height
+            started = out.lap("read", started)
             marts = build_marts(inputs, as_of, settings.thresholds)
             del inputs
+            started = out.lap("compute", started)
             for name, frame in marts.items():  # refuse to publish what the contract forbids
                 failure = schema_failure(MART_MODELS[name], frame)
                 if failure is not None:
@@ -150,6 +163,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as
                 raise MartsRefused
             for name, found in mart_violations(marts, valid_enrollments).items():
                 out.violations[name] += found
+            started = out.lap("checks", started)
             for name, frame in marts.items():
                 write_table(con, _building(name), frame, append=i > 0)
                 out.rows[name] += frame.height
@@ -159,6 +173,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as
             out.at_risk.append(marts["lecture_progress"].filter(pl.col("risk_level") != "NORMAL")
                                .sort("consecutive_failed_sessions", descending=True).head(10))
             del marts
+            out.lap("write", started)
         with transaction(con):
             for name in PROGRESS_MARTS:
                 con.execute(f"DROP TABLE IF EXISTS marts.{name}")
@@ -199,7 +214,8 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
                                 failure=out.failures.get(name))
         raise dg.Failure(description="marts not published: " + ", ".join(
             f"marts.{n} breaks its schema" for n in out.failures))
-    context.log.info(f"marts computed in {out.buckets} enrollment bucket(s)")
+    context.log.info(f"marts computed in {out.buckets} enrollment bucket(s): " + ", ".join(
+        f"{phase} {seconds:.1f} s" for phase, seconds in out.seconds.items()))
     warehouse.record_marts(as_of, out.hashes)
     for name in PROGRESS_MARTS:
         extra: dict[str, object] = {"as_of": as_of.isoformat(sep=" "),

@@ -1,5 +1,7 @@
-"""The landing-folder sensor: a run of `daily_job` when extract files are added, changed or
-removed, judged by content (SHA-256), never by timestamps.
+"""The sensors: `exports_after_publication` (an exports_job run after each successful
+publishing run, at the end of this file) and the landing-folder sensor: a run of `daily_job`
+when extract files are added, changed or removed, judged by content (SHA-256), never by
+timestamps.
 
 - Files considered: exactly those the contract reads (`find_files(landing, table)` for every
   table), so a `.tmp`/hidden file or an unrelated file never triggers a run.

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-STAGES = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "per_event")
+from pipelines.bench.runner import STAGE_ORDER as STAGES
 
 
 def _f(value, digits: int = 2) -> str:

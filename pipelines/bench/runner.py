@@ -314,8 +314,9 @@ def _fmt(v, digits: int = 2) -> str:
 def _note(name: str, stage: dict) -> str:
     d = stage.get("details") or {}
     if name == "marts":
-        return (f"compute {_fmt(d.get('compute_seconds'))} s; validation "
-                f"{_fmt(d.get('validate_seconds'))} s not counted")
+        return (f"{d.get('buckets')} bucket(s): read {_fmt(d.get('read_seconds'))}, compute "
+                f"{_fmt(d.get('compute_seconds'))}, checks {_fmt(d.get('checks_seconds'))}, "
+                f"write {_fmt(d.get('write_seconds'))} s")
     if name == "e2e":
         return (f"steps: ingest {_fmt(d.get('ingest_steps_seconds'))}, marts "
                 f"{_fmt(d.get('marts_step_seconds'))}, checks "

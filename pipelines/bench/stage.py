@@ -10,8 +10,8 @@ Stages:
   lower_bound  read every used input column once and group by key (Polars), the floor
   ingest       the pipeline's ingest: every table typed/quarantined, raw.* + quarantine.*
                replaced in DuckDB, table by table with references read back (as the assets do)
-  marts        the pipeline's marts: raw.* read from DuckDB, build_marts, marts.* replaced;
-               then the Pandera validation the asset runs (timed apart)
+  marts        the pipeline's marts step as the asset runs it (compute_marts: buckets of
+               enrollments, in-memory validation and invariants, side tables swapped in)
   sql_peer     the DuckDB-SQL peer over raw.*, then verified equal to marts.*
   e2e          `run_pipeline`, the real `progress run` path (one Dagster run, all checks)
   exports      what exports_job does after a publication: `export_warehouse` of e2e's file
@@ -136,38 +136,30 @@ def stage_ingest(a: argparse.Namespace) -> dict:
 
 
 def stage_marts(a: argparse.Namespace) -> dict:
+    """The marts step exactly as the asset runs it (`assets.marts.compute_marts`): buckets of
+    enrollments read from raw.*, built, validated and checked in memory, appended to side
+    tables and swapped in, with the warehouse resource's DuckDB settings."""
+    from assets.marts import MartsOutcome, compute_marts
+    from pipelines.resources import ProgressSettings, WarehouseResource
+
+    settings = ProgressSettings(timezone=a.tz, as_of=a.as_of)
+    resource = WarehouseResource(path=a.warehouse)
     import duckdb
 
-    from assets.marts import read_mart_inputs
-    from pipelines.core.marts import RiskThresholds, build_marts
-    from pipelines.core.schemas import MART_MODELS, validate
-    from pipelines.core.warehouse import replace_tables
-
     as_of = _as_of(a.as_of, a.tz)
+    out = MartsOutcome()
     start = begin()
-    with duckdb.connect(a.warehouse) as con:
-        note("reading raw.*")
-        raw = read_mart_inputs(con)  # the columns the asset reads
-        t_read = time.perf_counter()
-        note("build_marts")
-        marts = build_marts(raw, as_of, RiskThresholds())
-        t_build = time.perf_counter()
-        note("writing marts.*")
-        replace_tables(con, {f"marts.{name}": frame for name, frame in marts.items()})
-        t_write = time.perf_counter()
+    with duckdb.connect(a.warehouse, config={"memory_limit": resource.duckdb_memory_limit,
+                                             "threads": resource.duckdb_threads}) as con:
+        compute_marts(con, settings, as_of, out)
     seconds = end(start)
-    rss_before_validate = _rss_self_mb()
-    note("validating marts")
-    for name, frame in marts.items():
-        validate(MART_MODELS[name], frame)
-    t_validate = time.perf_counter()
+    if out.failures:
+        raise RuntimeError(f"marts break their schema: {sorted(out.failures)}")
     return {"seconds": seconds, "details": {
-        "read_seconds": round(t_read - start, 4),
-        "compute_seconds": round(t_build - t_read, 4),
-        "write_seconds": round(t_write - t_build, 4),
-        "validate_seconds": round(t_validate - t_write, 4),
-        "rss_peak_before_validate_mb": round(rss_before_validate, 1),
-        "rows": {name: frame.height for name, frame in marts.items()},
+        "buckets": out.buckets,
+        "bucket_enrollments": settings.marts_bucket_enrollments,
+        **{f"{phase}_seconds": round(value, 4) for phase, value in out.seconds.items()},
+        "rows": out.rows,
     }}
 
 
