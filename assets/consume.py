@@ -199,7 +199,8 @@ def academy_exports(context: dg.AssetExecutionContext, config: ExportConfig,
         # computed the marts, they are still in its staging file, so read that instead.
         with warehouse_reader.connection(staging=marts_computed_in_this_run(context)) as con:
             snapshot = read_snapshot(con, f"warehouse {source}")
-        manifest = write_export(snapshot, out, run_id=context.run.run_id, source=str(source))
+            manifest = write_export(snapshot, out, run_id=context.run.run_id,
+                                    source=str(source))
     except (ExportError, FileNotFoundError) as exc:
         raise dg.Failure(description=str(exc)) from exc
     context.log.info(f"exported {len(manifest['files'])} files to {out}")

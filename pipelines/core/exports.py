@@ -22,8 +22,9 @@ Publishing: everything is written into a hidden sibling folder, then swapped in 
 a reader never sees a half-written export: it sees the old files or the new ones. An existing
 `<out>` that is not an export (a non-empty folder without manifest.json) is never replaced.
 
-`export_warehouse` opens a warehouse file read-only; the Dagster asset instead reads its run's
-own connection (`read_snapshot`) and writes with `write_export`. The views are exported from
+`export_warehouse` opens a warehouse file read-only; the Dagster asset opens the published file
+(or its run's staging file) itself and calls `read_snapshot` and `write_export` while it is open.
+Tables are read one at a time, each ordered by academy so that an academy's rows are a slice. The views are exported from
 their SQL (`views.view_query`), so the export works whether or not `create_views` has run on
 that warehouse.
 
@@ -115,30 +116,42 @@ def _published_run_id(con: duckdb.DuckDBPyConnection) -> str | None:
     return found[0] if found and found[0] else None
 
 
+def _by_academy(name: str) -> str:
+    """The export query of a per-academy mart or view: academy first, then the table's own
+    order, so each academy's rows are one contiguous slice in the same order as before."""
+    if name in VIEWS:
+        view = VIEWS[name]
+        return f"SELECT * FROM ({view.select.rstrip()}) ORDER BY academy_id, {view.order_by}"
+    return f"SELECT * FROM marts.{name} ORDER BY academy_id, {MART_ORDER[name]}"
+
+
 @dataclass
 class Snapshot:
-    """Everything an export writes, read in one go from one connection."""
+    """What an export writes, read one table at a time from an open connection (at 1M
+    enrollments all marts and views at once would take 14 GB; one at a time, the largest)."""
 
-    frames: dict[str, pl.DataFrame]
+    con: duckdb.DuckDBPyConnection
     as_of: str | None
     published_run_id: str | None = None
 
+    def read(self, name: str) -> pl.DataFrame:
+        """A per-academy table ordered by academy (see `_by_academy`), or dim_labels."""
+        return self.con.sql(_by_academy(name) if name in EXPORTED else _query(name)).pl()
+
 
 def read_snapshot(con: duckdb.DuckDBPyConnection, source: str = "the warehouse") -> Snapshot:
-    """Every exported mart and view as a frame (all academies), and the marts' as-of."""
+    """The export of the warehouse behind `con`, which must stay open while it is written."""
     missing = _missing_tables(con)
     if missing:
         raise ExportError(f"{source} has no {', '.join(missing)}; run `progress run` first")
-    frames = {name: con.sql(_query(name)).pl() for name in [*EXPORTED, LABELS]}
-    return Snapshot(frames, _as_of(con), _published_run_id(con))
+    return Snapshot(con, _as_of(con), _published_run_id(con))
 
 
-def _read_warehouse(warehouse: Path) -> Snapshot:
+def _open_warehouse(warehouse: Path) -> duckdb.DuckDBPyConnection:
     if not warehouse.is_file():
         raise ExportError(f"warehouse {warehouse} does not exist; run `progress run` first")
     try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
-            return read_snapshot(con, f"warehouse {warehouse}")
+        return duckdb.connect(str(warehouse), read_only=True)
     except duckdb.Error as exc:
         raise ExportError(f"cannot read warehouse {warehouse}: "
                           f"{str(exc).strip().splitlines()[0]}") from exc
@@ -178,12 +191,19 @@ def _publish(staging: Path, out: Path, token: str) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _write_all(frames: dict[str, pl.DataFrame], root: Path) -> tuple[list[int], list[dict]]:
-    academy_ids: set[int] = set()
-    for name in EXPORTED:
-        academy_ids.update(frames[name]["academy_id"].drop_nulls().to_list())
-    academies = sorted(academy_ids)
+def _academy_slices(frame: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
+    """(academy, its rows) of a frame ordered by academy_id: zero-copy slices."""
+    bounds = (frame.select("academy_id").with_row_index("_start")
+              .group_by("academy_id", maintain_order=True)
+              .agg(pl.col("_start").first(), pl.len().alias("_rows"))
+              .drop_nulls("academy_id"))
+    return [(academy, frame.slice(start, rows)) for academy, start, rows in bounds.iter_rows()]
+
+
+def _write_all(snapshot: Snapshot, root: Path
+               ) -> tuple[list[int], list[dict], dict[str, list[str]]]:
     files: list[dict] = []
+    columns: dict[str, list[str]] = {}
 
     def record(path: Path, name: str, academy: int | None, rows: int) -> None:
         files.append({
@@ -196,20 +216,32 @@ def _write_all(frames: dict[str, pl.DataFrame], root: Path) -> tuple[list[int], 
             "sha256": sha256_file(path),
         })
 
-    for name in EXPORTED:
-        # one pass over the table, not one filter per academy
-        parts = frames[name].partition_by("academy_id", as_dict=True, maintain_order=True)
-        empty = frames[name].clear()
+    def write_part(name: str, academy: int, part: pl.DataFrame) -> None:
+        part = part.rechunk()  # one chunk, so one row group: the same bytes for the same rows
+        folder = root / name / f"academy_id={academy}"
+        folder.mkdir(parents=True)
+        parquet, csv = folder / "part-0.parquet", folder / f"{name}.csv"
+        _write_parquet(part.drop("academy_id"), parquet)
+        _write_csv(part, csv)
+        record(parquet, name, academy, part.height)
+        record(csv, name, academy, part.height)
+
+    written: dict[str, set[int]] = {}
+    empty: dict[str, pl.DataFrame] = {}
+    for name in EXPORTED:  # one table in memory at a time
+        frame = snapshot.read(name)
+        columns[name], empty[name], written[name] = frame.columns, frame.clear(), set()
+        for academy, part in _academy_slices(frame):
+            write_part(name, academy, part)
+            written[name].add(academy)
+        del frame
+    academies = sorted(set().union(*written.values()))
+    for name in EXPORTED:  # every academy gets every file, header-only when it has no row
         for academy in academies:
-            part = parts.pop((academy,), empty)
-            folder = root / name / f"academy_id={academy}"
-            folder.mkdir(parents=True)
-            parquet, csv = folder / "part-0.parquet", folder / f"{name}.csv"
-            _write_parquet(part.drop("academy_id"), parquet)
-            _write_csv(part, csv)
-            record(parquet, name, academy, part.height)
-            record(csv, name, academy, part.height)
-    labels = frames[LABELS]
+            if academy not in written[name]:
+                write_part(name, academy, empty[name])
+    labels = snapshot.read(LABELS)
+    columns[LABELS] = labels.columns
     folder = root / LABELS
     folder.mkdir()
     for path, write in ((folder / f"{LABELS}.parquet", _write_parquet),
@@ -217,7 +249,7 @@ def _write_all(frames: dict[str, pl.DataFrame], root: Path) -> tuple[list[int], 
         write(labels, path)
         record(path, LABELS, None, labels.height)
     files.sort(key=lambda f: f["path"])
-    return academies, files
+    return academies, files, columns
 
 
 def write_export(snapshot: Snapshot, out: Path, run_id: str | None = None,
@@ -225,13 +257,12 @@ def write_export(snapshot: Snapshot, out: Path, run_id: str | None = None,
     """Write `snapshot` into `out` per academy, atomically; return the manifest."""
     out = Path(out)
     _check_target(out)
-    frames = snapshot.frames
     token = uuid.uuid4().hex
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{token}")
     staging.mkdir()
     try:
-        academies, files = _write_all(frames, staging)
+        academies, files, columns = _write_all(snapshot, staging)
         manifest = {
             "as_of": snapshot.as_of,
             "run_id": run_id or snapshot.published_run_id or f"export-{token}",
@@ -239,7 +270,7 @@ def write_export(snapshot: Snapshot, out: Path, run_id: str | None = None,
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "source": source,
             "academies": academies,
-            "tables": {name: list(frames[name].columns) for name in [*EXPORTED, LABELS]},
+            "tables": columns,
             "files": files,
         }
         (staging / "manifest.json").write_text(
@@ -256,12 +287,18 @@ def write_export(snapshot: Snapshot, out: Path, run_id: str | None = None,
 def export_warehouse(warehouse: Path, out: Path, run_id: str | None = None) -> dict:
     """Export every mart and view of the warehouse file per academy into `out`; the manifest.
 
-    The warehouse is opened read-only and closed before anything is written. `run_id` goes
-    into the manifest; when not given it is the run that published the warehouse (its newest
-    `marts.publication` row, when the file records one), else a fresh id for this export.
-    Raises ExportError with a one-line reason.
+    The warehouse is opened read-only for the export's length (a publication swapping the
+    file meanwhile does not disturb it: the open file keeps the publication it was opened
+    on). `run_id` goes into the manifest; when not given it is the run that published the
+    warehouse (its newest `marts.publication` row, when the file records one), else a fresh
+    id for this export. Raises ExportError with a one-line reason.
     """
     warehouse = Path(warehouse)
     _check_target(Path(out))
-    snapshot = _read_warehouse(warehouse)
-    return write_export(snapshot, out, run_id, source=str(warehouse))
+    with _open_warehouse(warehouse) as con:
+        try:
+            snapshot = read_snapshot(con, f"warehouse {warehouse}")
+            return write_export(snapshot, out, run_id, source=str(warehouse))
+        except duckdb.Error as exc:
+            raise ExportError(f"cannot read warehouse {warehouse}: "
+                              f"{str(exc).strip().splitlines()[0]}") from exc
