@@ -10,14 +10,11 @@ import sys
 from pathlib import Path
 
 from pipelines.bench.runner import STAGE_ORDER as STAGES
+from pipelines.bench.runner import _fmt  # the console's formatter, with another missing mark
 
 
 def _f(value, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    return _fmt(value, digits, missing="–")  # an en dash in the markdown tables
 
 
 def stage_table(result: dict) -> str:

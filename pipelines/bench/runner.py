@@ -303,9 +303,9 @@ def targets(result: dict) -> list[dict[str, object]]:
 
 
 # -- printing ----------------------------------------------------------------------------------
-def _fmt(v, digits: int = 2) -> str:
+def _fmt(v, digits: int = 2, missing: str = "-") -> str:
     if v is None:
-        return "-"
+        return missing
     if isinstance(v, float):
         return f"{v:,.{digits}f}"
     return f"{v:,}" if isinstance(v, int) else str(v)

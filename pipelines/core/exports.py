@@ -25,7 +25,7 @@ a reader never sees a half-written export: it sees the old files or the new ones
 `export_warehouse` opens a warehouse file read-only; the Dagster asset opens the published file
 (or its run's staging file) itself and calls `read_snapshot` and `write_export` while it is open.
 Tables are read one at a time, each ordered by academy so that an academy's rows are a slice. The views are exported from
-their SQL (`views.view_query`), so the export works whether or not `create_views` has run on
+their SQL (`View.select` and `View.order_by`), so the export works whether or not `create_views` has run on
 that warehouse.
 
 No orchestration dependency: DuckDB, Polars and the standard library.
@@ -45,7 +45,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from .views import VIEWS, view_query
+from .views import VIEWS
 
 # Bump when a column of an exported table or view is added, removed, renamed or retyped.
 SCHEMA_VERSION = 1
@@ -73,12 +73,7 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _query(name: str) -> str:
-    if name in VIEWS:
-        return view_query(name)
-    if name == LABELS:
-        return "SELECT * FROM marts.dim_labels ORDER BY domain, code"
-    return f"SELECT * FROM marts.{name} ORDER BY {MART_ORDER[name]}"
+LABELS_QUERY = "SELECT * FROM marts.dim_labels ORDER BY domain, code"
 
 
 def _missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -136,7 +131,7 @@ class Snapshot:
 
     def read(self, name: str) -> pl.DataFrame:
         """A per-academy table ordered by academy (see `_by_academy`), or dim_labels."""
-        return self.con.sql(_by_academy(name) if name in EXPORTED else _query(name)).pl()
+        return self.con.sql(_by_academy(name) if name in EXPORTED else LABELS_QUERY).pl()
 
 
 def read_snapshot(con: duckdb.DuckDBPyConnection, source: str = "the warehouse") -> Snapshot:

@@ -1014,15 +1014,23 @@ def validate(model: type[DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
     Returns the frame unchanged when it is valid; raises `pandera.errors.SchemaErrors` (with
     `failure_cases`) otherwise. Nothing is coerced.
     """
-    schema = fast_uniqueness(model.to_schema())
-    if frame.schema.get("_source_file") == pl.Categorical():
-        # lineage stays Categorical in memory (the ingest keeps one file name per row cheaply);
-        # the warehouse stores VARCHAR, which `stored_type_mismatches` checks
-        schema = schema.update_column("_source_file", dtype=pl.Categorical())
-    result = schema.validate(frame, lazy=True)
+    categorical = frame.schema.get("_source_file") == pl.Categorical()
+    result = _validation_schema(model, categorical).validate(frame, lazy=True)
     if isinstance(result, pl.LazyFrame):  # pragma: no cover - only for a LazyFrame input
         return result.collect()
     return result
+
+
+@cache
+def _validation_schema(model: type[DataFrameModel], categorical_lineage: bool
+                       ) -> pa.DataFrameSchema:
+    """The schema `validate` runs, built once per model (the marts validate every bucket)."""
+    schema = fast_uniqueness(model.to_schema())
+    if categorical_lineage:
+        # lineage stays Categorical in memory (the ingest keeps one file name per row cheaply);
+        # the warehouse stores VARCHAR, which `stored_type_mismatches` checks
+        schema = schema.update_column("_source_file", dtype=pl.Categorical())
+    return schema
 
 
 def _unique_rows(columns: list[str]):
