@@ -1,6 +1,6 @@
 """Plain, row-by-row reference implementation of the data contract.
 
-Source of truth: /work/shared/spec/data-contract.md. This module exists only so the vectorized
+Source of truth: the data contract (docs/data-contract.md). This module exists only so the vectorized
 pipeline can be compared against an independent, obviously-correct implementation. It uses the
 standard library only (csv, re, datetime, zoneinfo); pyarrow is used solely to read parquet files
 into Python lists. Clarity over speed.
