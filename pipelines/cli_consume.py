@@ -70,7 +70,8 @@ def report(
     warehouse: Annotated[Path, typer.Option(
         help="DuckDB warehouse file (opened read-only).")] = DEFAULT_WAREHOUSE,
 ) -> None:
-    """Write the visual report: risk per lecture, completion funnel, clinic queue, risk trend."""
+    """Write the report for directors: students at risk, clinic queue, completion, risk trend,
+    rule evaluation (one offline HTML page; docs/directors.md says what each part means)."""
     try:
         from pipelines.report import ReportError, write_report
     except ImportError as exc:

@@ -1,28 +1,37 @@
-"""`progress report`: one self-contained HTML page of charts for academy directors (issue 6).
+"""`progress report`: one self-contained HTML page for academy directors and teachers (issues 6, 13).
 
 The page opens offline: Plotly's JavaScript is inlined from the `plotly` Python package (no CDN),
 no font or image is fetched (system fonts only), and a Content-Security-Policy meta tag forbids
 the browser from loading anything at all, so a page that would reach the network cannot draw.
 
-Charts (Korean labels from `marts.dim_labels`), all read from the analyst views' SQL and
-`marts.risk_log`, as of the marts' calculated_at:
+What it shows, as of the marts' calculated_at (Korean labels from `marts.dim_labels`):
 
-1. risk levels per lecture (ACTIVE enrollments: 정상 / 주의 / 위험);
-2. the completion funnel by session order (video, exam, homework, session, held sessions);
-3. the session completion rate per lecture by session order;
-4. the clinic queue: links pending approval per lecture and reason (plus the oldest ones);
-5. the risk trend: entries into 주의 / 위험 per week of session_date (when risk_log has any).
+- cards that count distinct students and enrollments apart (a student in two lectures is one
+  student and two enrollments; the 주의 / 위험 cards count enrollments and name the students);
+- every at-risk enrollment (`v_at_risk_students`), in a table sortable and filterable offline;
+- the clinic queue per student and lecture (`views.CLINIC_BY_STUDENT`): pending sessions, the
+  oldest, the latest failure, approved or not; and a chart of who has waited how long;
+- risk levels per lecture, the session completion rate per lecture, the completion funnel and
+  the weekly risk trend (`marts.risk_log`);
+- the rule evaluation (`marts.rule_evaluation`, data contract §5) when outcomes were delivered:
+  the precision / recall trade-off of every threshold pair, with the configured one marked.
+
+Display rule (the marts keep the contract's meaning): a session held on the as-of date is *in
+progress*. Students finish it during the day, so the completion charts leave it out of their
+lines and mark it apart, and the clinic queue counts its AUTO_FAILED links apart, instead of
+showing them as failures. Risk levels and the cards are the marts' own.
 
 A chart with nothing to show is replaced by a sentence. Each drawn chart increments
 `document.body.dataset.chartsDrawn` after Plotly has rendered its SVG; `data-charts-expected`
-on <body> tells how many to expect (the browser test compares them).
+on <body> tells how many to expect (the browser test compares them). Page scripts and the layout
+check: `pipelines/report_page.py`.
 """
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -31,25 +40,48 @@ import plotly.io as pio
 import polars as pl
 from plotly.offline import get_plotlyjs
 
-from pipelines.core.views import view_query
+from pipelines.core.marts import RiskThresholds
+from pipelines.core.views import CLINIC_BY_STUDENT, view_query
+from pipelines.report_page import FONT, HARNESS, STYLE, TABLE_JS, Column, data_table
 
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'"
 )
-FONT = "'Noto Sans KR', 'Malgun Gothic', 'Apple SD Gothic Neo', 'Nanum Gothic', sans-serif"
 LEVEL_COLORS = {"NORMAL": "#4caf50", "WARNING": "#ffb300", "DANGER": "#e53935"}
-REASON_COLORS = {
-    "AUTO_FAILED": "#5c6bc0", "AUTO_RISK": "#e53935",
-    "MANUAL_REQUEST": "#26a69a", "TEACHER_RECOMMEND": "#8d6e63",
-}
 STAGES = [  # (view column prefix, Korean label, color)
     ("video_completed", "영상 완료", "#90caf9"),
     ("exam_passed", "시험 통과", "#64b5f6"),
     ("homework_passed", "과제 통과", "#1e88e5"),
     ("completed", "차시 완료", "#0d47a1"),
 ]
-TABLE_ROWS = 20
+WAIT_BUCKETS = [  # (label, upper bound in days or None, color) for the clinic chart
+    ("7일 이내", 7, "#90a4ae"),
+    ("8~28일", 28, "#ffb300"),
+    ("29일 이상", None, "#e53935"),
+]
+EVALUATION_COLUMNS = [
+    "as_of",
+    "scope",
+    "scope_id",
+    "warning_streak",
+    "danger_streak",
+    "level",
+    "population",
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "precision",
+    "recall",
+    "f1",
+    "accuracy",
+    "base_rate",
+    "withdrawn",
+    "withdrawn_flagged",
+    "median_lead_days",
+]
+PRECISION_FLOOR = 0.9  # the "best recall at precision >= 0.9" of issue 13
 
 
 class ReportError(Exception):
@@ -62,16 +94,24 @@ class ReportData:
     academy: int | None
     academies: list[int]
     labels: dict[tuple[str, str], str]
+    counts: dict[str, int]
     summary: pl.DataFrame
     funnel: pl.DataFrame
-    queue: pl.DataFrame
+    clinic: pl.DataFrame
     at_risk: pl.DataFrame
     risk_log: pl.DataFrame
+    evaluation: pl.DataFrame | None  # None: no marts.rule_evaluation (outcomes not delivered)
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
 
     def label(self, domain: str, code: str | None) -> str:
         if code is None:
             return ""
         return self.labels.get((domain, code), code)
+
+    @property
+    def today(self) -> date | None:
+        """The as-of date: sessions held on it are in progress (display rule)."""
+        return date.fromisoformat(self.as_of[:10]) if self.as_of else None
 
 
 @dataclass
@@ -83,54 +123,122 @@ class ReportResult:
     as_of: str | None = None
 
 
-def _view(con: duckdb.DuckDBPyConnection, name: str, academy: int | None) -> pl.DataFrame:
-    frame = con.sql(view_query(name)).pl()
+def _query(con: duckdb.DuckDBPyConnection, sql: str, academy: int | None) -> pl.DataFrame:
+    frame = con.sql(sql).pl()
     return frame if academy is None else frame.filter(pl.col("academy_id") == academy)
 
 
-def load(warehouse: Path, academy: int | None = None) -> ReportData:
+COUNTS_SQL = """
+SELECT
+    count(DISTINCT lecture_id) AS lectures,
+    count(DISTINCT student_id) FILTER (WHERE status = 'ACTIVE') AS active_students,
+    count(*) FILTER (WHERE status = 'ACTIVE') AS active_enrollments,
+    count(*) FILTER (WHERE risk_level = 'WARNING') AS warning_enrollments,
+    count(DISTINCT student_id) FILTER (WHERE risk_level = 'WARNING') AS warning_students,
+    count(*) FILTER (WHERE risk_level = 'DANGER') AS danger_enrollments,
+    count(DISTINCT student_id) FILTER (WHERE risk_level = 'DANGER') AS danger_students
+FROM marts.lecture_progress
+WHERE $academy IS NULL OR academy_id = $academy
+"""
+
+
+def _evaluation(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """The latest as_of of marts.rule_evaluation; None when the table is absent or empty."""
+    found = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'marts' "
+        "AND table_name = 'rule_evaluation'"
+    ).fetchone()
+    if not found:
+        return None
+    frame = con.sql(
+        "SELECT * FROM marts.rule_evaluation WHERE as_of = "
+        "(SELECT max(as_of) FROM marts.rule_evaluation)"
+    ).pl()
+    missing = [c for c in EVALUATION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ReportError(
+            f"marts.rule_evaluation has no column {', '.join(missing)}; "
+            "run `progress evaluate` again"
+        )
+    return frame.select(EVALUATION_COLUMNS) if frame.height else None
+
+
+def load(
+    warehouse: Path, academy: int | None = None, thresholds: RiskThresholds | None = None
+) -> ReportData:
     """Read what the report shows, read-only; ReportError with a one-line reason."""
     if not warehouse.is_file():
         raise ReportError(f"warehouse {warehouse} does not exist; run `progress run` first")
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            found = {r[0] for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'").fetchall()}
-            missing = [t for t in ("session_progress", "lecture_progress", "risk_log",
-                                   "clinic_links", "dim_labels") if t not in found]
+            found = {
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'"
+                ).fetchall()
+            }
+            missing = [
+                t
+                for t in (
+                    "session_progress",
+                    "lecture_progress",
+                    "risk_log",
+                    "clinic_links",
+                    "dim_labels",
+                )
+                if t not in found
+            ]
             if missing:
-                raise ReportError(f"warehouse {warehouse} has no marts."
-                                  f"{', marts.'.join(missing)}; run `progress run` first")
-            academies = [r[0] for r in con.execute(
-                "SELECT DISTINCT academy_id FROM marts.lecture_progress ORDER BY 1").fetchall()]
+                raise ReportError(
+                    f"warehouse {warehouse} has no marts."
+                    f"{', marts.'.join(missing)}; run `progress run` first"
+                )
+            academies = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT academy_id FROM marts.lecture_progress ORDER BY 1"
+                ).fetchall()
+            ]
             if academy is not None and academy not in academies:
                 known = ", ".join(map(str, academies)) or "none"
-                raise ReportError(f"academy {academy} is not in the warehouse "
-                                  f"(academies: {known})")
-            labels = {(d, c): k for d, c, k in con.execute(
-                "SELECT domain, code, label_ko FROM marts.dim_labels").fetchall()}
+                raise ReportError(f"academy {academy} is not in the warehouse (academies: {known})")
+            labels = {
+                (d, c): k
+                for d, c, k in con.execute(
+                    "SELECT domain, code, label_ko FROM marts.dim_labels"
+                ).fetchall()
+            }
             (as_of,) = con.execute(
-                "SELECT max(calculated_at) FROM marts.lecture_progress").fetchone()
-            risk_log = con.sql(
-                "SELECT r.*, l.title AS lecture_title FROM marts.risk_log AS r "
-                "LEFT JOIN raw.lectures AS l USING (lecture_id) "
-                "ORDER BY enrollment_id, session_order, session_id").pl()
-            if academy is not None:
-                risk_log = risk_log.filter(pl.col("academy_id") == academy)
+                "SELECT max(calculated_at) FROM marts.lecture_progress"
+            ).fetchone()
+            counts = con.execute(COUNTS_SQL, {"academy": academy}).pl().row(0, named=True)
+            risk_log = _query(
+                con,
+                (
+                    "SELECT r.*, l.title AS lecture_title FROM marts.risk_log AS r "
+                    "LEFT JOIN raw.lectures AS l USING (lecture_id) "
+                    "ORDER BY enrollment_id, session_order, session_id"
+                ),
+                academy,
+            )
             return ReportData(
                 as_of=as_of.isoformat(sep=" ") if as_of else None,
                 academy=academy,
                 academies=academies if academy is None else [academy],
                 labels=labels,
-                summary=_view(con, "v_lecture_summary", academy),
-                funnel=_view(con, "v_session_funnel", academy),
-                queue=_view(con, "v_clinic_queue", academy),
-                at_risk=_view(con, "v_at_risk_students", academy),
+                counts={k: int(v or 0) for k, v in counts.items()},
+                summary=_query(con, view_query("v_lecture_summary"), academy),
+                funnel=_query(con, view_query("v_session_funnel"), academy),
+                clinic=_query(con, CLINIC_BY_STUDENT.sql, academy),
+                at_risk=_query(con, view_query("v_at_risk_students"), academy),
                 risk_log=risk_log,
+                evaluation=_evaluation(con),
+                thresholds=thresholds or RiskThresholds(),
             )
     except duckdb.Error as exc:
-        raise ReportError(f"cannot read warehouse {warehouse}: "
-                          f"{str(exc).strip().splitlines()[0]}") from exc
+        raise ReportError(
+            f"cannot read warehouse {warehouse}: {str(exc).strip().splitlines()[0]}"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,7 +246,7 @@ def load(warehouse: Path, academy: int | None = None) -> ReportData:
 # --------------------------------------------------------------------------------------------
 
 
-def _lecture_names(frame: pl.DataFrame, several_academies: bool) -> pl.Expr:
+def _lecture_names(several_academies: bool) -> pl.Expr:
     title = pl.coalesce(pl.col("lecture_title"), pl.lit("강의"))
     name = pl.format("{} (#{})", title, pl.col("lecture_id"))
     if several_academies:
@@ -147,107 +255,210 @@ def _lecture_names(frame: pl.DataFrame, several_academies: bool) -> pl.Expr:
 
 
 def _layout(fig, height: int, **extra) -> None:
+    """Common layout: legend in a row above the plot, where nothing else is drawn (the
+    toolbar is switched off in `render`, so it cannot cover the legend)."""
     layout = {
         "template": "plotly_white",
         "height": height,
         "font": {"family": FONT, "size": 13},
-        "margin": {"l": 10, "r": 10, "t": 36, "b": 40},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1,
-                   "traceorder": "normal"},
+        "margin": {"l": 10, "r": 10, "t": 10, "b": 40},
+        "legend": {
+            "orientation": "h",
+            "yanchor": "bottom",
+            "y": 1.02,
+            "xanchor": "left",
+            "x": 0,
+            "traceorder": "normal",
+        },
     }
     fig.update_layout(**(layout | extra))
+
+
+def _count_axis(title: str, largest: int) -> dict:
+    """An axis of whole counts: no 0.5 ticks when the counts are small."""
+    axis = {"title": title, "tickformat": ",d", "rangemode": "tozero"}
+    return axis | ({"dtick": 1} if largest <= 8 else {})
 
 
 def chart_risk_by_lecture(data: ReportData):
     frame = data.summary.filter(pl.col("active_enrollments") > 0)
     if frame.is_empty():
         return None
-    frame = frame.with_columns(
-        _lecture_names(frame, len(data.academies) > 1).alias("name")
-    ).sort("danger_enrollments", "warning_enrollments", descending=[False, False])
+    frame = frame.with_columns(_lecture_names(len(data.academies) > 1).alias("name")).sort(
+        "danger_enrollments", "warning_enrollments"
+    )
     fig = go.Figure()
-    for level, column in (("NORMAL", "normal_enrollments"), ("WARNING", "warning_enrollments"),
-                          ("DANGER", "danger_enrollments")):
+    for level, column in (
+        ("NORMAL", "normal_enrollments"),
+        ("WARNING", "warning_enrollments"),
+        ("DANGER", "danger_enrollments"),
+    ):
         label = data.label("risk_level", level)
         fig.add_bar(
-            y=frame["name"].to_list(), x=frame[column].to_list(), orientation="h",
-            name=label, marker_color=LEVEL_COLORS[level],
+            y=frame["name"].to_list(),
+            x=frame[column].to_list(),
+            orientation="h",
+            name=label,
+            marker_color=LEVEL_COLORS[level],
             hovertemplate=f"%{{y}}<br>{label}: %{{x}}명<extra></extra>",
         )
-    _layout(fig, 120 + 34 * frame.height,
-            barmode="stack", xaxis_title="학생 수")
+    _layout(
+        fig,
+        140 + 34 * frame.height,
+        barmode="stack",
+        xaxis=_count_axis(
+            "수강중인 수강생 수 (강의별: 수강 1건 = 학생 1명)",
+            int(frame["active_enrollments"].max()),
+        ),
+    )
     return fig
 
 
-def _held_funnel(data: ReportData) -> pl.DataFrame:
-    return data.funnel.filter(pl.col("held") & (pl.col("active_enrollments") > 0))
+def _held_before_today(data: ReportData) -> pl.DataFrame:
+    """Held sessions of lectures with ACTIVE enrollments, today's (in progress) left out."""
+    held = data.funnel.filter(pl.col("held") & (pl.col("active_enrollments") > 0))
+    return held.filter(
+        pl.col("session_date").is_null() | (pl.col("session_date") != pl.lit(data.today))
+    )
+
+
+def _in_progress(data: ReportData) -> pl.DataFrame:
+    return data.funnel.filter(
+        pl.col("held")
+        & (pl.col("active_enrollments") > 0)
+        & (pl.col("session_date") == pl.lit(data.today))
+    )
 
 
 def chart_funnel(data: ReportData):
-    held = _held_funnel(data)
+    held = _held_before_today(data)
     if held.is_empty():
         return None
-    by_order = held.group_by("session_order").agg(
-        pl.col("active_enrollments").sum(),
-        *(pl.col(f"{s}_count").sum() for s, _, _ in STAGES),
-    ).sort("session_order")
+    by_order = (
+        held.group_by("session_order")
+        .agg(
+            pl.col("active_enrollments").sum(),
+            *(pl.col(f"{s}_count").sum() for s, _, _ in STAGES),
+        )
+        .sort("session_order")
+    )
     x = [f"{n}차시" for n in by_order["session_order"]]
     fig = go.Figure()
     for stage, label, color in STAGES:
         share = (by_order[f"{stage}_count"] / by_order["active_enrollments"]).to_list()
         fig.add_bar(
-            x=x, y=share, name=label, marker_color=color,
-            customdata=list(zip(by_order[f"{stage}_count"].to_list(),
-                                by_order["active_enrollments"].to_list(), strict=True)),
-            hovertemplate=(f"%{{x}} {label}: %{{y:.0%}} "
-                           "(%{customdata[0]}/%{customdata[1]}명)<extra></extra>"),
+            x=x,
+            y=share,
+            name=label,
+            marker_color=color,
+            customdata=list(
+                zip(
+                    by_order[f"{stage}_count"].to_list(),
+                    by_order["active_enrollments"].to_list(),
+                    strict=True,
+                )
+            ),
+            hovertemplate=(
+                f"%{{x}} {label}: %{{y:.0%}} "
+                "(%{customdata[0]}/%{customdata[1]}명)<extra></extra>"
+            ),
         )
-    _layout(fig, 420,
-            barmode="group", yaxis={"tickformat": ".0%", "range": [0, 1.05]},
-            xaxis_title="차시 순서")
+    _layout(
+        fig,
+        420,
+        barmode="group",
+        yaxis={"tickformat": ".0%", "range": [0, 1.05]},
+        xaxis_title="차시 순서",
+    )
     return fig
 
 
 def chart_completion_by_lecture(data: ReportData):
-    held = _held_funnel(data)
+    held = _held_before_today(data)
     if held.is_empty():
         return None
-    held = held.with_columns(_lecture_names(held, len(data.academies) > 1).alias("name"))
+    several = len(data.academies) > 1
+    held = held.with_columns(_lecture_names(several).alias("name"))
     fig = go.Figure()
     for (name,), part in held.sort("session_order", "session_id").group_by(
-            "name", maintain_order=True):
+        "name", maintain_order=True
+    ):
         fig.add_scatter(
-            x=part["session_order"].to_list(), y=part["completed_share"].to_list(),
-            mode="lines+markers", name=name,
+            x=part["session_order"].to_list(),
+            y=part["completed_share"].to_list(),
+            mode="lines+markers",
+            name=name,
             hovertemplate=f"{html.escape(name)}<br>%{{x}}차시 완료율 %{{y:.0%}}<extra></extra>",
         )
-    _layout(fig, 440,
-            yaxis={"tickformat": ".0%", "range": [0, 1.05]}, xaxis_title="차시 순서",
-            legend={"orientation": "v"})
+    today = _in_progress(data).with_columns(_lecture_names(several).alias("name"))
+    if today.height:
+        fig.add_scatter(
+            x=today["session_order"].to_list(),
+            y=today["completed_share"].to_list(),
+            mode="markers",
+            name="오늘 진행 중 (완료 집계 전)",
+            marker={"symbol": "circle-open", "size": 11, "color": "#78909c", "line": {"width": 2}},
+            text=today["name"].to_list(),
+            hovertemplate="%{text}<br>%{x}차시: 오늘 진행 중, 지금까지 %{y:.0%} 완료"
+            "<extra></extra>",
+        )
+    _layout(
+        fig,
+        460 + 22 * ((held["name"].n_unique() + 1) // 2),
+        yaxis={"tickformat": ".0%", "range": [0, 1.05]},
+        xaxis=_count_axis("차시 순서", int(held["session_order"].max())),
+        legend={
+            "orientation": "h",
+            "yanchor": "top",
+            "y": -0.14,
+            "xanchor": "left",
+            "x": 0,
+            "entrywidth": 330,
+        },
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
     return fig
 
 
-def chart_clinic_queue(data: ReportData):
-    if data.queue.is_empty():
+def _pending(data: ReportData) -> pl.DataFrame:
+    return data.clinic.filter(pl.col("pending_sessions") > 0)
+
+
+def chart_clinic_waiting(data: ReportData):
+    pending = _pending(data)
+    if pending.is_empty():
         return None
-    queue = data.queue.with_columns(
-        _lecture_names(data.queue, len(data.academies) > 1).alias("name")
+    bucket = pl.when(pl.col("days_waiting").is_null()).then(pl.lit("날짜 없음"))
+    for label, upper, _ in WAIT_BUCKETS:
+        bucket = bucket.when(pl.col("days_waiting") <= upper if upper else pl.lit(True)).then(
+            pl.lit(label)
+        )
+    pending = pending.with_columns(
+        _lecture_names(len(data.academies) > 1).alias("name"), bucket.alias("bucket")
     )
-    counts = queue.group_by("name", "reason").len()
-    order = counts.group_by("name").agg(pl.col("len").sum()).sort("len")["name"].to_list()
+    counts = pending.group_by("name", "bucket").len()
+    order = counts.group_by("name").agg(pl.col("len").sum()).sort("len", "name")["name"]
     fig = go.Figure()
-    for reason, color in REASON_COLORS.items():
-        part = counts.filter(pl.col("reason") == reason)
+    for label, _, color in [*WAIT_BUCKETS, ("날짜 없음", None, "#bdbdbd")]:
+        part = counts.filter(pl.col("bucket") == label)
         if part.is_empty():
             continue
         found = dict(zip(part["name"].to_list(), part["len"].to_list(), strict=True))
-        label = data.label("clinic_reason", reason)
         fig.add_bar(
-            y=order, x=[found.get(n, 0) for n in order], orientation="h", name=label,
-            marker_color=color, hovertemplate=f"%{{y}}<br>{label}: %{{x}}건<extra></extra>",
+            y=order.to_list(),
+            x=[found.get(n, 0) for n in order],
+            orientation="h",
+            name=f"가장 오래 기다린 차시: {label}",
+            marker_color=color,
+            hovertemplate=f"%{{y}}<br>{label}: %{{x}}명<extra></extra>",
         )
-    _layout(fig, 120 + 34 * len(order),
-            barmode="stack", xaxis_title="대기 건수")
+    _layout(
+        fig,
+        140 + 34 * order.len(),
+        barmode="stack",
+        showlegend=True,
+        xaxis=_count_axis("클리닉 대기 학생 수", int(counts["len"].max())),
+    )
     return fig
 
 
@@ -257,7 +468,9 @@ def chart_risk_trend(data: ReportData):
         return None
     weekly = (
         dated.with_columns(pl.col("session_date").dt.truncate("1w").alias("week"))
-        .group_by("week", "risk_level").len().sort("week")
+        .group_by("week", "risk_level")
+        .len()
+        .sort("week")
     )
     weeks = weekly["week"].unique().sort().to_list()
     fig = go.Figure()
@@ -266,146 +479,427 @@ def chart_risk_trend(data: ReportData):
         found = dict(zip(part["week"].to_list(), part["len"].to_list(), strict=True))
         label = data.label("risk_level", level)
         fig.add_bar(
-            x=[w.isoformat() for w in weeks], y=[found.get(w, 0) for w in weeks],
-            name=f"{label} 진입", marker_color=LEVEL_COLORS[level],
+            x=[w.isoformat() for w in weeks],
+            y=[found.get(w, 0) for w in weeks],
+            name=f"{label} 진입",
+            marker_color=LEVEL_COLORS[level],
             hovertemplate=f"%{{x}} 주: {label} 진입 %{{y}}건<extra></extra>",
         )
-    _layout(fig, 400,
-            barmode="stack", xaxis={"title": "주 (월요일 시작)", "type": "category"},
-            yaxis_title="진입 건수")
+    largest = int(weekly.group_by("week").agg(pl.col("len").sum())["len"].max())
+    _layout(
+        fig,
+        400,
+        barmode="stack",
+        xaxis={"title": "주 (월요일 시작)", "type": "category"},
+        yaxis=_count_axis("진입 건수 (수강)", largest),
+    )
     return fig
 
 
-CHARTS = [
-    ("risk", "강의별 위험 단계 (수강중 학생 수)", chart_risk_by_lecture, "수강중 학생이 있는 강의가 없습니다."),
-    ("funnel", "차시 순서별 완료 퍼널 (진행된 차시, 수강중 학생 기준)", chart_funnel, "아직 진행된 차시가 없습니다."),
-    ("completion", "강의별 차시 완료율 (진행된 차시)", chart_completion_by_lecture,
-     "아직 진행된 차시가 없습니다."),
-    ("clinic", "클리닉 대기열 (승인 대기 건수, 강의·사유별)", chart_clinic_queue, "승인 대기 중인 클리닉이 없습니다."),
-    ("trend", "위험 추이: 주별 주의·위험 진입 건수 (risk_log, 차시 날짜 기준)", chart_risk_trend,
-     "위험 이력(risk_log)에 날짜가 있는 기록이 없어 추이를 그리지 않았습니다."),
-]
+EVAL_LEVELS = {
+    "WARNING": ("주의 이상으로 표시", "#ffb300", "warning_streak"),
+    "DANGER": ("위험으로 표시", "#e53935", "danger_streak"),
+}
+
+
+def _sweep(data: ReportData) -> pl.DataFrame:
+    """The threshold sweep the page shows: the academy's own rows for an academy report, else
+    the rows for all academies together; `configured` marks the configured pair."""
+    frame = data.evaluation
+    if data.academy is None:
+        frame = frame.filter(pl.col("scope") == "all")
+    else:
+        frame = frame.filter((pl.col("scope") == "academy") & (pl.col("scope_id") == data.academy))
+    return frame.with_columns(
+        (
+            (pl.col("warning_streak") == data.thresholds.warning)
+            & (pl.col("danger_streak") == data.thresholds.danger)
+        ).alias("configured"),
+        pl.lit(data.academy).alias("academy_id"),
+        pl.col("level")
+        .replace_strict({k: v[0] for k, v in EVAL_LEVELS.items()}, default=pl.col("level"))
+        .alias("level_ko"),
+    ).sort("level", "warning_streak", "danger_streak", descending=[True, False, False])
+
+
+def chart_evaluation(data: ReportData):
+    if data.evaluation is None:
+        return None
+    sweep = _sweep(data).filter(pl.col("precision").is_not_null() & pl.col("recall").is_not_null())
+    if sweep.is_empty():
+        return None
+    fig = go.Figure()
+    hover = (
+        "주의 %{customdata[0]} · 위험 %{customdata[1]}<br>정밀도 %{y:.0%} · 재현율 %{x:.0%}"
+        "<br>F1 %{customdata[2]:.2f} · TP %{customdata[3]} FP %{customdata[4]} "
+        "FN %{customdata[5]}<extra></extra>"
+    )
+    columns = ["warning_streak", "danger_streak", "f1", "tp", "fp", "fn"]
+    for level, (label, color, threshold) in EVAL_LEVELS.items():
+        part = sweep.filter(pl.col("level") == level).sort(threshold, "recall")
+        if part.is_empty():
+            continue
+        fig.add_scatter(
+            x=part["recall"].to_list(),
+            y=part["precision"].to_list(),
+            mode="lines+markers",
+            name=label,
+            line={"color": color},
+            customdata=part.select(columns).rows(),
+            hovertemplate=hover,
+        )
+    mine = sweep.filter(pl.col("configured"))
+    if mine.height:
+        fig.add_scatter(
+            x=mine["recall"].to_list(),
+            y=mine["precision"].to_list(),
+            mode="markers",
+            name=f"현재 설정 (주의 {data.thresholds.warning} · 위험 {data.thresholds.danger})",
+            marker={"symbol": "star", "size": 16, "color": "#263238"},
+            customdata=mine.select(columns).rows(),
+            hovertemplate=hover,
+        )
+    _layout(
+        fig,
+        440,
+        xaxis={
+            "title": "재현율 (실패 학생 중 미리 표시된 비율)",
+            "tickformat": ".0%",
+            "range": [-0.02, 1.05],
+        },
+        yaxis={
+            "title": "정밀도 (표시된 학생 중 실제 실패 비율)",
+            "tickformat": ".0%",
+            "range": [-0.02, 1.05],
+        },
+    )
+    return fig
+
+
+CHARTS = {  # key: (title, builder, sentence when there is nothing to draw)
+    "clinic": (
+        "강의별 클리닉 대기 학생 (가장 오래 기다린 차시 기준)",
+        chart_clinic_waiting,
+        "승인 대기 중인 클리닉이 없습니다.",
+    ),
+    "risk": (
+        "강의별 위험 단계 (수강중 학생)",
+        chart_risk_by_lecture,
+        "수강중 학생이 있는 강의가 없습니다.",
+    ),
+    "completion": (
+        "강의별 차시 완료율 (진행된 차시)",
+        chart_completion_by_lecture,
+        "아직 진행된 차시가 없습니다.",
+    ),
+    "funnel": (
+        "차시 순서별 완료 퍼널 (진행된 차시, 수강중 학생 기준)",
+        chart_funnel,
+        "아직 진행된 차시가 없습니다.",
+    ),
+    "trend": (
+        "위험 추이: 주별 주의·위험 진입 건수 (차시 날짜 기준)",
+        chart_risk_trend,
+        "위험 이력(risk_log)에 날짜가 있는 기록이 없어 추이를 그리지 않았습니다.",
+    ),
+    "evaluation": (
+        "위험 기준 평가: 정밀도와 재현율 (기준별)",
+        chart_evaluation,
+        "결과(outcomes)가 제공되지 않아 위험 기준을 평가하지 않았습니다.",
+    ),
+}
 
 
 # --------------------------------------------------------------------------------------------
 # Page
 # --------------------------------------------------------------------------------------------
 
-HARNESS = """
-(function () {
-  var body = document.body;
-  body.dataset.chartsDrawn = "0";
-  body.dataset.jsErrors = "0";
-  body.dataset.cspViolations = "0";
-  function bump(key) { body.dataset[key] = String(Number(body.dataset[key]) + 1); }
-  window.addEventListener("error", function () { bump("jsErrors"); });
-  document.addEventListener("securitypolicyviolation", function () { bump("cspViolations"); });
-  window.progressChartDrawn = function (id) {
-    var el = document.getElementById(id);
-    if (el && el.querySelector("svg.main-svg")) { bump("chartsDrawn"); }
-  };
-  window.addEventListener("load", function () {
-    body.dataset.resourceRequests = String(performance.getEntriesByType("resource").length);
-  });
-})();
-"""
-
-STYLE = f"""
-body {{ font-family: {FONT}; margin: 0; background: #f5f6f8; color: #222; }}
-header {{ background: #263238; color: #fff; padding: 20px 28px; }}
-header h1 {{ margin: 0 0 6px; font-size: 22px; }}
-header p {{ margin: 0; color: #cfd8dc; font-size: 14px; }}
-main {{ max-width: 1180px; margin: 0 auto; padding: 20px; }}
-.kpis {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; }}
-.kpi {{ background: #fff; border-radius: 8px; padding: 14px 16px; box-shadow: 0 1px 2px #0002; }}
-.kpi b {{ display: block; font-size: 26px; margin-top: 4px; }}
-.kpi.warn b {{ color: #e69500; }} .kpi.danger b {{ color: #d32f2f; }}
-section {{ background: #fff; border-radius: 8px; margin: 16px 0; padding: 12px 16px;
-           box-shadow: 0 1px 2px #0002; }}
-section h2 {{ font-size: 17px; margin: 6px 0 10px; }}
-p.note {{ color: #607d8b; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
-th, td {{ border-bottom: 1px solid #e0e0e0; padding: 5px 8px; text-align: left; }}
-th {{ background: #eceff1; }} td.num {{ text-align: right; }}
-footer {{ color: #78909c; font-size: 12px; padding: 0 20px 24px; text-align: center; }}
-"""
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "<td></td>"
-    if isinstance(value, datetime):
-        text = f"{value:%Y-%m-%d}" if value.time() == time(0) else f"{value:%Y-%m-%d %H:%M}"
-        return f"<td>{text}</td>"
-    if isinstance(value, float):
-        return f'<td class="num">{value:.1f}</td>'
-    if isinstance(value, int):
-        return f'<td class="num">{value}</td>'
-    return f"<td>{html.escape(str(value))}</td>"
-
-
-def _table(frame: pl.DataFrame, columns: dict[str, str]) -> str:
-    head = "".join(f"<th>{html.escape(label)}</th>" for label in columns.values())
-    rows = "".join(
-        "<tr>" + "".join(_cell(row[c]) for c in columns) + "</tr>"
-        for row in frame.select(list(columns)).iter_rows(named=True)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
 
 def _kpis(data: ReportData) -> str:
-    summary = data.summary
-    total = lambda column: int(summary[column].sum()) if summary.height else 0  # noqa: E731
+    c = data.counts
+    pending = _pending(data)
+    warn, danger = data.label("risk_level", "WARNING"), data.label("risk_level", "DANGER")
     items = [
-        ("", "강의", str(summary.height)),
-        ("", "수강중 학생", f"{total('active_enrollments'):,}"),
-        ("warn", f"{data.label('risk_level', 'WARNING')} 학생", f"{total('warning_enrollments'):,}"),
-        ("danger", f"{data.label('risk_level', 'DANGER')} 학생",
-         f"{total('danger_enrollments'):,}"),
-        ("", "클리닉 승인 대기", f"{data.queue.height:,}"),
+        ("", "강의", f"{c['lectures']:,}", "수강생이 있는 강의"),
+        (
+            "",
+            "수강중 학생",
+            f"{c['active_students']:,}명",
+            f"수강중 수강 {c['active_enrollments']:,}건 (한 학생이 여러 강의 수강 가능)",
+        ),
+        (
+            "warn",
+            f"{warn} 수강",
+            f"{c['warning_enrollments']:,}건",
+            f"학생 {c['warning_students']:,}명 (수강 건수 기준 카드)",
+        ),
+        (
+            "danger",
+            f"{danger} 수강",
+            f"{c['danger_enrollments']:,}건",
+            f"학생 {c['danger_students']:,}명 (수강 건수 기준 카드)",
+        ),
+        (
+            "",
+            "클리닉 대기 학생",
+            f"{pending['student_id'].n_unique():,}명",
+            f"학생·강의 {pending.height:,}줄 · 대기 차시 {int(pending['pending_sessions'].sum()):,}개",
+        ),
+        (
+            "",
+            "오늘 진행 중 차시",
+            f"{_in_progress(data).height:,}개",
+            "완료 집계 전: 실패로 세지 않음",
+        ),
     ]
-    return '<div class="kpis">' + "".join(
-        f'<div class="kpi {cls}">{html.escape(label)}<b>{html.escape(value)}</b></div>'
-        for cls, label, value in items
-    ) + "</div>"
+    return (
+        '<div class="kpis" id="cards">'
+        + "".join(
+            f'<div class="kpi {cls}">{html.escape(label)}<b>{html.escape(value)}</b>'
+            f"<small>{html.escape(small)}</small></div>"
+            for cls, label, value, small in items
+        )
+        + "</div>"
+    )
+
+
+def _section(key: str, title: str, lead: str, body: str) -> str:
+    lead_html = f'<p class="lead">{html.escape(lead)}</p>' if lead else ""
+    return f'<section id="{key}"><h2>{html.escape(title)}</h2>{lead_html}{body}</section>'
+
+
+def _at_risk_section(data: ReportData) -> str:
+    title = f"주의·위험 수강 전체 ({data.at_risk.height:,}건)"
+    if data.at_risk.is_empty():
+        return _section(
+            "students", title, "", '<p class="note">주의·위험 단계의 수강이 없습니다.</p>'
+        )
+    frame = data.at_risk.with_columns(
+        pl.when(pl.col("risk_level") == "DANGER").then(2).otherwise(1).alias("level_rank")
+    )
+    columns = [
+        Column("risk_level_ko", "위험 단계"),
+        Column("reason", "사유"),
+        Column("streak", "연속", "num"),
+        Column("lecture_title", "강의"),
+        Column("student_id", "학생", "id"),
+        Column("enrollment_id", "수강", "id"),
+        Column("risk_since_session_order", "시작 차시", "num"),
+        Column("last_session_order", "마지막 차시", "num"),
+        Column("days_since_last_activity", "마지막 활동 후 일수", "num"),
+        Column("completion_rate", "완료율", "pct"),
+        Column("avg_exam_score", "평균 점수", "num"),
+    ]
+    if len(data.academies) > 1:
+        columns.insert(3, Column("academy_id", "학원", "id"))
+    lead = (
+        "수강중인 수강 가운데 현재 주의·위험 단계인 모든 건입니다 (한 줄 = 학생 한 명의 한 강의). "
+        "위험 먼저, 연속 차시가 긴 순서. 검색어와 학원으로 거를 수 있습니다."
+    )
+    return _section(
+        "students",
+        title,
+        lead,
+        data_table(
+            "t-atrisk", frame, columns, data.academies, "검색: 학생 번호, 강의, 사유, 위험…"
+        ),
+    )
+
+
+def _clinic_section(data: ReportData, chart: str) -> str:
+    frame = data.clinic.with_columns(
+        pl.when(pl.col("approved"))
+        .then(pl.format("승인 {}건", pl.col("approved_links")))
+        .otherwise(pl.lit("미승인"))
+        .alias("approved_text")
+    )
+    columns = [
+        Column("lecture_title", "강의"),
+        Column("student_id", "학생", "id"),
+        Column("pending_sessions", "대기 차시", "num"),
+        Column("oldest_pending_session_order", "가장 오래된 차시", "num"),
+        Column("oldest_pending_session_date", "그 차시 날짜", "date"),
+        Column("days_waiting", "대기 일수", "num"),
+        Column("latest_failed_session_order", "최근 미완료 차시", "num"),
+        Column("latest_failed_session_date", "최근 미완료 날짜", "date"),
+        Column("approved_text", "클리닉 승인"),
+        Column("pending_reasons", "대기 사유"),
+        Column("in_progress_sessions", "오늘 진행 중", "num"),
+        Column("risk_level_ko", "위험 단계"),
+        Column("status_ko", "수강 상태"),
+    ]
+    if len(data.academies) > 1:
+        columns.insert(0, Column("academy_id", "학원", "id"))
+    lead = (
+        "한 줄 = 학생 한 명의 한 강의. 대기 = 승인되지 않은 클리닉 대상 차시 "
+        "(오늘 진행 중인 차시의 자동 미통과는 제외하고 '오늘 진행 중'에 따로 셉니다). "
+        "대기가 있는 줄이 먼저, 오래 기다린 순서입니다."
+    )
+    table = (
+        data_table(
+            "t-clinic", frame, columns, data.academies, "검색: 학생 번호, 강의, 사유, 미승인…"
+        )
+        if frame.height
+        else '<p class="note">클리닉 대상이 없습니다.</p>'
+    )
+    return _section(
+        "clinic",
+        f"클리닉 대기열 (학생·강의 {frame.height:,}줄)",
+        lead,
+        chart + "<h3>학생별 클리닉 대기열</h3>" + table,
+    )
+
+
+def _best(sweep: pl.DataFrame, level: str) -> str:
+    part = sweep.filter(pl.col("level") == level)
+    lines = []
+    best = (
+        part.filter(pl.col("f1").is_not_null())
+        .sort("f1", "warning_streak", "danger_streak", descending=[True, False, False])
+        .head(1)
+    )
+    if best.height:
+        b = best.row(0, named=True)
+        lines.append(
+            f"F1 최대: 주의 {b['warning_streak']} · 위험 {b['danger_streak']} "
+            f"(F1 {b['f1']:.2f}, 정밀도 {b['precision']:.0%}, 재현율 {b['recall']:.0%})"
+        )
+    precise = (
+        part.filter(pl.col("precision") >= PRECISION_FLOOR)
+        .sort("recall", "warning_streak", "danger_streak", descending=[True, False, False])
+        .head(1)
+    )
+    if precise.height:
+        p = precise.row(0, named=True)
+        lines.append(
+            f"정밀도 {PRECISION_FLOOR:.0%} 이상 중 재현율 최대: 주의 {p['warning_streak']} · "
+            f"위험 {p['danger_streak']} (재현율 {p['recall']:.0%})"
+        )
+    else:
+        lines.append(f"정밀도 {PRECISION_FLOOR:.0%} 이상인 기준 없음")
+    return f"<li><b>{EVAL_LEVELS[level][0]}</b>: " + "; ".join(lines) + "</li>"
+
+
+def _evaluation_section(data: ReportData, chart: str, title: str) -> str:
+    if data.evaluation is None:
+        return _section(
+            "evaluation",
+            title,
+            "",
+            f'<p class="note">{CHARTS["evaluation"][2]} '
+            "(outcomes 추출을 넣고 <code>progress evaluate</code>를 실행하면 "
+            "이 자리에 기준별 정밀도·재현율이 나옵니다.)</p>",
+        )
+    sweep = _sweep(data)
+    as_of = str(data.evaluation["as_of"][0])[:19]
+    if sweep.is_empty():
+        return _section(
+            "evaluation",
+            title,
+            "",
+            f'<p class="note">기준 시각 {as_of}의 평가에 이 학원의 결과가 없습니다.</p>',
+        )
+    mine = sweep.filter(pl.col("configured") & (pl.col("level") == "WARNING")).head(1)
+    facts = ""
+    if mine.height:
+        m = mine.row(0, named=True)
+        base = f"{m['base_rate']:.0%}" if m["base_rate"] is not None else "-"
+        facts = (
+            f"평가 대상 {m['population']:,}건 (수강중, 결과 PASS/FAIL), 실패 비율 {base}, "
+            f"중도 포기(WITHDRAWN) {m['withdrawn']:,}건은 따로 셈. "
+        )
+    lead = (
+        f"결과가 정해진 수강에 대해, 기준 시각 {as_of}에 각 기준이 표시했을 학생과 실제 결과를 "
+        "비교했습니다. "
+        + facts
+        + "정밀도 = 표시된 수강 중 실제로 실패한 비율, 재현율 = 실패한 수강 중 "
+        "미리 표시된 비율. ★ = 현재 설정."
+    )
+    columns = [
+        Column("level_ko", "표시 기준"),
+        Column("warning_streak", "주의 기준", "num"),
+        Column("danger_streak", "위험 기준", "num"),
+        Column("population", "대상", "num"),
+        Column("tp", "TP", "num"),
+        Column("fp", "FP", "num"),
+        Column("fn", "FN", "num"),
+        Column("tn", "TN", "num"),
+        Column("precision", "정밀도", "pct"),
+        Column("recall", "재현율", "pct"),
+        Column("f1", "F1", "ratio"),
+        Column("accuracy", "정확도", "pct"),
+        Column("base_rate", "실패 비율", "pct"),
+        Column("withdrawn", "포기", "num"),
+        Column("withdrawn_flagged", "포기 중 표시", "num"),
+        Column("median_lead_days", "선행 일수(중앙값)", "num"),
+    ]
+    best = "<ul>" + "".join(_best(sweep, level) for level in EVAL_LEVELS) + "</ul>"
+    table = data_table("t-eval", sweep, columns, [], "검색: 주의, 위험…", marked="configured")
+    return _section(
+        "evaluation", title, lead, chart + best + "<h3>모든 기준 (노란 줄 = 현재 설정)</h3>" + table
+    )
+
+
+def _chart_div(key: str, fig) -> str:
+    # No toolbar: it would cover the legend, and every chart's figures are in its hover texts.
+    config = {"displaylogo": False, "displayModeBar": False, "responsive": True, "locale": "ko"}
+    return pio.to_html(
+        fig,
+        config=config,
+        include_plotlyjs=False,
+        full_html=False,
+        div_id=f"chart-{key}",
+        default_height=f"{fig.layout.height}px",
+        post_script="window.progressChartDrawn('{plot_id}');",
+    )
+
+
+LEADS = {
+    "risk": "강의마다 수강중 학생을 현재 위험 단계로 나눴습니다 (마트 기준, 오늘 진행 중인 차시 포함).",
+    "completion": "차시마다 수강중 학생 중 그 차시를 완료한 비율. 오늘 진행 중인 차시는 선에서 빼고 "
+    "빈 원으로 따로 표시합니다 (학생들이 아직 끝내는 중).",
+    "funnel": "차시 순서마다 영상 → 시험 → 과제 → 차시 완료 비율 (오늘 진행 중인 차시 제외).",
+    "trend": "주마다 학생이 주의 또는 위험 단계에 새로 들어간 건수 (risk_log).",
+}
 
 
 def render(data: ReportData) -> tuple[str, list[str], list[str]]:
     """The page's HTML, the titles of the charts drawn and of those replaced by a note."""
-    drawn, notes, sections = [], [], []
-    config = {"displaylogo": False, "responsive": True, "locale": "ko"}
-    for key, title, build, note in CHARTS:
+    drawn, notes, charts = [], [], {}
+    for key, (title, build, note) in CHARTS.items():
         fig = build(data)
         if fig is None:
             notes.append(title)
-            sections.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>'
-                            f'<p class="note">{html.escape(note)}</p></section>')
-            continue
-        drawn.append(title)
-        div = pio.to_html(
-            fig, config=config, include_plotlyjs=False, full_html=False,
-            div_id=f"chart-{key}", default_height=f"{fig.layout.height}px",
-            post_script="window.progressChartDrawn('{plot_id}');",
+            charts[key] = f'<p class="note">{html.escape(note)}</p>'
+        else:
+            drawn.append(title)
+            charts[key] = _chart_div(key, fig)
+    sections = [
+        _at_risk_section(data),
+        _clinic_section(data, charts["clinic"]),
+        *(
+            _section(key, CHARTS[key][0], LEADS[key], charts[key])
+            for key in ("risk", "completion", "funnel", "trend")
+        ),
+        _evaluation_section(data, charts["evaluation"], CHARTS["evaluation"][0]),
+    ]
+    nav = "".join(
+        f'<a href="#{key}">{html.escape(text)}</a>'
+        for key, text in (
+            ("students", "주의·위험 수강"),
+            ("clinic", "클리닉 대기열"),
+            ("risk", "강의별 위험"),
+            ("completion", "차시 완료율"),
+            ("funnel", "완료 퍼널"),
+            ("trend", "위험 추이"),
+            ("evaluation", "위험 기준 평가"),
         )
-        extra = ""
-        if key == "clinic":
-            extra = ("<h3>가장 오래 기다린 클리닉</h3>" + _table(data.queue.head(TABLE_ROWS), {
-                "queued_since": "대기 시작", "days_waiting": "대기 일수",
-                "lecture_title": "강의", "session_order": "차시", "student_id": "학생",
-                "reason_ko": "사유", "status_ko": "수강 상태", "memo": "메모"}))
-        sections.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>{div}{extra}</section>')
-    at_risk = data.at_risk.head(TABLE_ROWS)
-    sections.insert(1, '<section id="students"><h2>주의·위험 학생</h2>' + (
-        _table(at_risk, {
-            "risk_level_ko": "위험 단계", "reason": "사유", "lecture_title": "강의",
-            "student_id": "학생", "enrollment_id": "수강", "last_session_order": "마지막 차시",
-            "days_since_last_activity": "마지막 활동 후 일수", "avg_exam_score": "평균 점수",
-        }) + (f'<p class="note">상위 {TABLE_ROWS}명만 표시 (전체 {data.at_risk.height}명: '
-              'marts.v_at_risk_students).</p>' if data.at_risk.height > TABLE_ROWS else "")
-        if at_risk.height else '<p class="note">주의·위험 단계의 학생이 없습니다.</p>'
-    ) + "</section>")
-    scope = f"학원 {data.academy}" if data.academy is not None else (
-        "전체 학원 (" + ", ".join(map(str, data.academies)) + ")")
+    )
+    scope = (
+        f"학원 {data.academy}"
+        if data.academy is not None
+        else ("전체 학원 (" + ", ".join(map(str, data.academies)) + ")")
+    )
     as_of = (data.as_of or "-")[:19]  # to the second
     page = f"""<!DOCTYPE html>
 <html lang="ko">
@@ -418,25 +912,30 @@ def render(data: ReportData) -> tuple[str, list[str], list[str]]:
 </head>
 <body data-charts-expected="{len(drawn)}">
 <script>{HARNESS}</script>
+<script>{TABLE_JS}</script>
 <script id="plotlyjs">{get_plotlyjs()}</script>
 <header><h1>학원 진도 리포트</h1>
-<p>{html.escape(scope)} · 기준 시각(as-of) {html.escape(as_of)} · 모든 수치는 이 시각의 마트 기준입니다.</p>
+<p>{html.escape(scope)} · 기준 시각(as-of) {html.escape(as_of)} · 모든 수치는 이 시각의 마트 기준입니다.
+오늘({html.escape(as_of[:10])}) 진행된 차시는 '진행 중'으로 표시합니다.</p>
 </header>
+<nav>{nav}</nav>
 <main>
 {_kpis(data)}
-{''.join(sections)}
+{"".join(sections)}
 </main>
-<footer>academy-progress · marts.v_lecture_summary, v_session_funnel, v_clinic_queue,
-v_at_risk_students, risk_log · 차트: Plotly (오프라인 내장)</footer>
+<footer>academy-progress · marts.v_at_risk_students, v_lecture_summary, v_session_funnel,
+clinic_links, risk_log, rule_evaluation · 차트: Plotly (오프라인 내장)</footer>
 </body>
 </html>
 """
     return page, drawn, notes
 
 
-def write_report(warehouse: Path, out: Path, academy: int | None = None) -> ReportResult:
+def write_report(
+    warehouse: Path, out: Path, academy: int | None = None, thresholds: RiskThresholds | None = None
+) -> ReportResult:
     """Render the report for the warehouse (one academy or all) into `out`, atomically."""
-    data = load(Path(warehouse), academy)
+    data = load(Path(warehouse), academy, thresholds)
     page, drawn, notes = render(data)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -444,4 +943,3 @@ def write_report(warehouse: Path, out: Path, academy: int | None = None) -> Repo
     staging.write_text(page, encoding="utf-8")
     staging.replace(out)
     return ReportResult(path=out, charts=drawn, notes=notes, academy=academy, as_of=data.as_of)
-

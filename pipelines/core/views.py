@@ -410,9 +410,9 @@ LEFT JOIN raw.sessions AS ses ON ses.session_id = s.session_id
     },
 )
 
-CLINIC_QUEUE = View(
-    name="v_clinic_queue",
-    select=f"""
+# Every clinic link with its labels and waiting time; v_clinic_queue keeps the ones not approved,
+# the report's per-student queue (CLINIC_BY_STUDENT) also counts the approved ones.
+_CLINIC_LINK_ROWS = f"""
 SELECT
     cl.academy_id,
     cl.lecture_id,
@@ -428,6 +428,7 @@ SELECT
     cl.reason,
     cr.label_ko AS reason_ko,
     cl.is_auto,
+    cl.approved,
     cl.memo,
     cl.requested_at,
     least(CAST(ses.session_date AS TIMESTAMP), cl.requested_at) AS queued_since,
@@ -443,7 +444,14 @@ LEFT JOIN raw.sessions AS ses ON ses.session_id = cl.session_id
 {_label("cr", "clinic_reason", "cl.reason")}
 {_label("st", "enrollment_status", "lp.status")}
 {_label("rl", "risk_level", "lp.risk_level")}
-WHERE NOT cl.approved
+"""
+
+CLINIC_QUEUE = View(
+    name="v_clinic_queue",
+    select=f"""
+SELECT * EXCLUDE (approved)
+FROM ({_CLINIC_LINK_ROWS}) AS links
+WHERE NOT approved
 """,
     order_by=(
         "queued_since NULLS LAST, academy_id, lecture_id, session_order, enrollment_id, reason"
@@ -489,8 +497,112 @@ WHERE NOT cl.approved
     },
 )
 
-VIEWS: dict[str, View] = {v.name: v for v in (AT_RISK, LECTURE_SUMMARY, SESSION_FUNNEL,
-                                               CLINIC_QUEUE)}
+
+# A session held on the as-of date is still in progress: students finish it during the day.
+# The report shows it so (display rule; the marts keep it as held and not completed, §4).
+def _today(alias: str = "") -> str:
+    """True when the session is held on the as-of date (null when it has no date)."""
+    return f"{alias}session_date = CAST({alias}calculated_at AS DATE)"
+
+
+CLINIC_BY_STUDENT = View(
+    name="clinic_by_student",
+    select=f"""
+WITH links AS (
+    SELECT *, reason = 'AUTO_FAILED' AND coalesce({_today()}, false) AS in_progress
+    FROM ({_CLINIC_LINK_ROWS}) AS l
+),
+failures AS (
+    SELECT
+        sp.academy_id, sp.lecture_id, sp.student_id,
+        max(sp.session_order) AS latest_failed_session_order,
+        arg_max(sp.session_date, sp.session_order) AS latest_failed_session_date
+    FROM marts.session_progress AS sp
+    JOIN marts.lecture_progress AS lp ON lp.enrollment_id = sp.enrollment_id
+    WHERE lp.status = 'ACTIVE' AND sp.held AND NOT sp.completed
+        AND NOT coalesce({_today("sp.")}, false)
+    GROUP BY ALL
+),
+students AS (
+    SELECT
+        academy_id,
+        lecture_id,
+        any_value(lecture_title) AS lecture_title,
+        student_id,
+        string_agg(DISTINCT CAST(enrollment_id AS VARCHAR), ', ') AS enrollment_ids,
+        arg_max(status_ko, status = 'ACTIVE') AS status_ko,
+        arg_max(risk_level, CASE risk_level WHEN 'DANGER' THEN 2 WHEN 'WARNING' THEN 1 ELSE 0 END)
+            AS risk_level,
+        arg_max(risk_level_ko,
+                CASE risk_level WHEN 'DANGER' THEN 2 WHEN 'WARNING' THEN 1 ELSE 0 END)
+            AS risk_level_ko,
+        count(DISTINCT session_id) FILTER (WHERE NOT approved AND NOT in_progress)
+            AS pending_sessions,
+        string_agg(DISTINCT reason_ko, ', ') FILTER (WHERE NOT approved AND NOT in_progress)
+            AS pending_reasons,
+        min(session_order) FILTER (WHERE NOT approved AND NOT in_progress)
+            AS oldest_pending_session_order,
+        arg_min(session_date, session_order) FILTER (WHERE NOT approved AND NOT in_progress)
+            AS oldest_pending_session_date,
+        max(days_waiting) FILTER (WHERE NOT approved AND NOT in_progress) AS days_waiting,
+        count(DISTINCT session_id) FILTER (WHERE in_progress AND NOT approved)
+            AS in_progress_sessions,
+        count(*) FILTER (WHERE approved) AS approved_links,
+        max(calculated_at) AS calculated_at
+    FROM links
+    GROUP BY academy_id, lecture_id, student_id
+)
+SELECT
+    s.academy_id, s.lecture_id, s.lecture_title, s.student_id, s.enrollment_ids, s.status_ko,
+    s.risk_level, s.risk_level_ko, s.pending_sessions, s.pending_reasons,
+    s.oldest_pending_session_order, s.oldest_pending_session_date, s.days_waiting,
+    s.in_progress_sessions, f.latest_failed_session_order, f.latest_failed_session_date,
+    s.approved_links, s.approved_links > 0 AS approved, s.calculated_at
+FROM students AS s
+LEFT JOIN failures AS f USING (academy_id, lecture_id, student_id)
+""",
+    order_by=(
+        "pending_sessions > 0 DESC, days_waiting DESC NULLS LAST, pending_sessions DESC, "
+        "academy_id, lecture_id, student_id"
+    ),
+    description=(
+        "The clinic queue a teacher works through (report only; not created as a view): one "
+        "row per (academy, lecture, student) with at least one marts.clinic_links row, pending "
+        "first, the longest wait first. A link is pending when it is not approved and is not "
+        "the AUTO_FAILED link of a session held on the as-of date (in progress, counted apart)."
+    ),
+    columns={
+        "academy_id": "Academy (tenant) running the lecture.",
+        "lecture_id": "Lecture.",
+        "lecture_title": _LECTURE_TITLE,
+        "student_id": "Student; with lecture_id unique in this query.",
+        "enrollment_ids": "The student's enrollments in the lecture (normally one), comma-separated.",
+        "status_ko": "수강중 when any of those enrollments is ACTIVE, else 수강취소.",
+        "risk_level": "The highest current risk level among those enrollments.",
+        "risk_level_ko": "Korean label of risk_level.",
+        "pending_sessions": "Distinct sessions with a pending link.",
+        "pending_reasons": "Korean labels of the pending links' reasons, comma-separated.",
+        "oldest_pending_session_order": "The lowest session_order among pending links.",
+        "oldest_pending_session_date": "session_date of that session; null when it has none.",
+        "days_waiting": "The longest days_waiting (v_clinic_queue) among pending links.",
+        "in_progress_sessions": (
+            "Sessions held on the as-of date whose AUTO_FAILED link is not approved: in "
+            "progress, not pending."
+        ),
+        "latest_failed_session_order": (
+            "The highest session_order that an ACTIVE enrollment of the student has held and "
+            "not completed, sessions held on the as-of date left out; null when none."
+        ),
+        "latest_failed_session_date": "session_date of that session.",
+        "approved_links": "Links of the student and lecture approved (clinic_links.approved).",
+        "approved": "approved_links > 0: a clinic is already approved for the student.",
+        "calculated_at": _AS_OF,
+    },
+)
+
+VIEWS: dict[str, View] = {
+    v.name: v for v in (AT_RISK, LECTURE_SUMMARY, SESSION_FUNNEL, CLINIC_QUEUE)
+}
 
 
 def _quote(text: str) -> str:
@@ -520,7 +632,8 @@ def create_views(con: duckdb.DuckDBPyConnection, count: bool = True) -> dict[str
             target = f"{SCHEMA}.{_ident(view.name)}"
             con.execute(f"CREATE OR REPLACE VIEW {target} AS {view.sql}")
             found = [
-                r[0] for r in con.execute(
+                r[0]
+                for r in con.execute(
                     "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
                     "AND table_name = ? ORDER BY column_index",
                     [SCHEMA, view.name],
@@ -534,10 +647,14 @@ def create_views(con: duckdb.DuckDBPyConnection, count: bool = True) -> dict[str
             con.execute(f"COMMENT ON VIEW {target} IS {_quote(view.description)}")
             for column, text in view.columns.items():
                 con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
-        counts = {
-            name: con.execute(f"SELECT count(*) FROM {SCHEMA}.{_ident(name)}").fetchone()[0]
-            for name in VIEWS
-        } if count else {}
+        counts = (
+            {
+                name: con.execute(f"SELECT count(*) FROM {SCHEMA}.{_ident(name)}").fetchone()[0]
+                for name in VIEWS
+            }
+            if count
+            else {}
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
