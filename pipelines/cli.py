@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,8 @@ from rich.table import Table
 from pipelines.cli_bench import bench
 from pipelines.cli_consume import export, report
 from pipelines.cli_history import alerts, backfill, print_run_alerts
+from pipelines.cli_sql import sql
+from pipelines.exit_codes import ExitCode, Interrupted, install_interrupt_handlers
 
 app = typer.Typer(
     help="Academy progress pipeline: extracts -> DuckDB -> progress marts.",
@@ -24,8 +27,31 @@ app.command()(report)
 app.command()(backfill)
 app.command()(alerts)
 app.command()(bench)
+# a query that starts with a `--` comment is the query, not an unknown option
+app.command(context_settings={"ignore_unknown_options": True})(sql)
 console = Console()
 err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"progress {version('academy-progress')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Academy progress pipeline: extracts -> DuckDB -> progress marts."""
+
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 
@@ -42,9 +68,13 @@ def generate(
     enrollments: Annotated[int, typer.Option(min=1, help="Number of enrollments.")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
     format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
-    tier: Annotated[str | None, typer.Option(
-        help="Scale tier S (10k), M (100k) or L (1M enrollments), as Parquet; overrides "
-        "--academies, --enrollments and --format.")] = None,
+    tier: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale tier S (10k), M (100k) or L (1M enrollments), as Parquet; overrides "
+            "--academies, --enrollments and --format."
+        ),
+    ] = None,
 ) -> None:
     """Write realistic synthetic extracts (with a few bad rows of every kind)."""
     from rich.progress import Progress
@@ -62,7 +92,10 @@ def generate(
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("generating enrollments", total=enrollments)
         counts = generate_extracts(
-            out, academies=academies, enrollments=enrollments, seed=seed,
+            out,
+            academies=academies,
+            enrollments=enrollments,
+            seed=seed,
             fmt=format,  # type: ignore[arg-type]
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
@@ -75,15 +108,22 @@ def generate(
 @app.command()
 def run(
     landing: Annotated[Path, typer.Option(help="Landing folder with the extracts.")] = Path(
-        "data/landing"),
+        "data/landing"
+    ),
     warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="Instant to compute as of (e.g. '2026-05-01 23:59:59' or with an "
-        "offset); default now.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Instant to compute as of (e.g. '2026-05-01 23:59:59' or with an "
+            "offset); default now.",
+        ),
+    ] = None,
     timezone: Annotated[str, typer.Option(help="Local time zone of the academy.")] = "Asia/Seoul",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Dagster logs.")] = False,
-    lock_timeout: Annotated[float, typer.Option(
-        help="Seconds to wait for another run writing the same warehouse.")] = 300.0,
+    lock_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for another run writing the same warehouse.")
+    ] = 300.0,
 ) -> None:
     """Ingest the extracts and publish the marts in one Dagster run, then summarize."""
     try:
@@ -96,17 +136,29 @@ def run(
         _fail(str(exc))
     except Exception as exc:  # never a traceback to the user
         _fail(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
-    console.print(f"run [bold]{report.run_id}[/] as of {report.as_of:%Y-%m-%d %H:%M:%S} "
-                  f"-> {warehouse}")
+    console.print(
+        f"run [bold]{report.run_id}[/] as of {report.as_of:%Y-%m-%d %H:%M:%S} -> {warehouse}"
+    )
     rows = Table("table", "rows", title="tables")
     for name, count in report.table_rows.items():
         rows.add_row(name, f"{count:,}")
     console.print(rows)
-    ledger = Table("table", "delivered", "used", "collapsed", "quarantined",
-                   title="rows delivered = used + collapsed duplicates + quarantined")
+    ledger = Table(
+        "table",
+        "delivered",
+        "used",
+        "collapsed",
+        "quarantined",
+        title="rows delivered = used + collapsed duplicates + quarantined",
+    )
     for entry in sorted(report.ledger, key=lambda e: e["table_name"]):
-        ledger.add_row(entry["table_name"], *(f"{entry[k]:,}" for k in (
-            "delivered_rows", "used_rows", "collapsed_duplicates", "quarantined_rows")))
+        ledger.add_row(
+            entry["table_name"],
+            *(
+                f"{entry[k]:,}"
+                for k in ("delivered_rows", "used_rows", "collapsed_duplicates", "quarantined_rows")
+            ),
+        )
     console.print(ledger)
     reasons = Table("table", "reason", "rows", title="quarantine by reason")
     for table, counts in report.quarantine_reasons.items():
@@ -127,31 +179,16 @@ def run(
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
-@app.command()
-def sql(
-    query: Annotated[str, typer.Argument(help="SQL to run (read-only).")],
-    warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
-    limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 100,
-) -> None:
-    """Run a read-only query against the warehouse and print the result as a table."""
-    import duckdb
-
-    if not warehouse.exists():
-        _fail(f"warehouse {warehouse} does not exist; run `progress run` first")
+def main() -> None:
+    """The `progress` entry point: the app, with Ctrl-C and SIGTERM ending any command with
+    exit 130 and one line (a run or backfill interrupted publishes nothing)."""
+    install_interrupt_handlers()
     try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
-            cursor = con.execute(query)
-            columns = [d[0] for d in cursor.description or []]
-            records = cursor.fetchmany(limit + 1)
-    except duckdb.Error as exc:
-        _fail(str(exc).strip().splitlines()[0])
-    table = Table(*columns)
-    for record in records[:limit]:
-        table.add_row(*("NULL" if v is None else str(v) for v in record))
-    console.print(table)
-    if len(records) > limit:
-        err.print(f"(showing the first {limit} rows; use --limit to see more)")
+        app()
+    except Interrupted:
+        err.print("[bold red]interrupted:[/] stopped; nothing was published", highlight=False)
+        sys.exit(int(ExitCode.INTERRUPTED))
 
 
 if __name__ == "__main__":
-    app()
+    main()
