@@ -38,6 +38,7 @@ from pipelines.core.history import (
     stored_dates,
 )
 from pipelines.core.marts import RiskThresholds
+from pipelines.exit_codes import CommandFailed, ExitCode
 from pipelines.resources import DEFAULT_TIMEZONE, ProgressSettings, WarehouseResource
 from pipelines.runner import dagster_instance, run_failure
 
@@ -46,10 +47,15 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 DAYS_PER_RUN = 7
 ALERTS_TABLE = "marts.risk_alerts"
+# the dates of the history: a day backfilled with no alert is still a day ("0 alerts")
+DAILY_TABLE = "marts.lecture_progress_daily"
 
 
-class BackfillFailed(Exception):
+class BackfillFailed(CommandFailed):
     """The backfill stopped; the message is the one line shown to the user."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
+        super().__init__(message, code)
 
 
 @dataclass
@@ -126,7 +132,7 @@ def run_backfill(
     )
     failure = run_failure(ingest)
     if failure:
-        raise BackfillFailed(f"ingest: {failure}")
+        raise BackfillFailed(f"ingest: {failure}", failure.code)
     report.ingest_run_id = ingest.run_id
     days = days_between(start, end)
     for chunk in (days[i:i + max(days_per_run, 1)] for i in range(0, len(days),
@@ -142,7 +148,7 @@ def run_backfill(
         if failure:
             done = f" ({len(report.runs)} earlier dates kept)" if report.runs else ""
             span = first if len(chunk) == 1 else f"{first} .. {last}"
-            raise BackfillFailed(f"{span}: {failure}{done}")
+            raise BackfillFailed(f"{span}: {failure}{done}", failure.code)
         report.runs.update(dict.fromkeys(chunk, result.run_id))
         if on_chunk:
             on_chunk(chunk, result.run_id)
@@ -193,15 +199,23 @@ def alerts_summary(warehouse: Path, as_of: datetime,
     the stored marts.risk_alerts of D."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         raw = {t: con.sql(f"SELECT * FROM raw.{t}").pl() for t in TABLES}
-    alerts = alerts_since_previous_day(raw, as_of, thresholds)
+        alerts = with_titles(con, alerts_since_previous_day(raw, as_of, thresholds))
     previous = end_of_day(as_of.date() - timedelta(days=1))
     return AlertsSummary(as_of=as_of, previous=previous, alerts=alerts)
 
 
+def with_titles(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame) -> pl.DataFrame:
+    """The alerts with their lecture's title (raw.lectures; null when it has none)."""
+    titles = con.execute("SELECT lecture_id, title AS lecture_title FROM raw.lectures").pl()
+    return alerts.join(titles.cast({"lecture_id": alerts.schema["lecture_id"]}),
+                       on="lecture_id", how="left")
+
+
 def stored_alerts(warehouse: Path, day: date | None = None) -> AlertsSummary:
-    """marts.risk_alerts of `day` (default: the latest date the table holds)."""
+    """marts.risk_alerts of `day` (default: the latest date of the daily history); a date
+    of the history without alerts gives none, not an error."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        dates = stored_dates(con, ALERTS_TABLE)
+        dates = stored_dates(con, DAILY_TABLE)
         if not dates:
             raise BackfillFailed(
                 f"no history in {warehouse} yet: run `progress backfill` or the daily schedule"
@@ -212,6 +226,6 @@ def stored_alerts(warehouse: Path, day: date | None = None) -> AlertsSummary:
                 f"no history for {day} in {warehouse} (stored: {dates[0]} .. {dates[-1]}, "
                 f"{len(dates)} dates)"
             )
-        alerts = read_dates(con, ALERTS_TABLE, [day])
+        alerts = with_titles(con, read_dates(con, ALERTS_TABLE, [day]))
     return AlertsSummary(as_of=end_of_day(day), previous=end_of_day(day - timedelta(days=1)),
                          alerts=alerts)

@@ -6,7 +6,7 @@ imported when a command runs. The machinery is in `pipelines.backfill`.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,13 +15,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipelines.core.landing import DEFAULT_LANDING
+from pipelines.exit_codes import ExitCode, fail, one_line
+
 if TYPE_CHECKING:
     from pipelines.backfill import AlertsSummary
 
 console = Console()
 err = Console(stderr=True)
 
-DEFAULT_LANDING = Path("data/landing")
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 DEFAULT_TIMEZONE = "Asia/Seoul"
 DAYS_PER_RUN = 7  # = pipelines.backfill.DAYS_PER_RUN
@@ -29,55 +31,41 @@ SHOWN_DATES = 31
 LEVEL_STYLE = {"DANGER": "bold red", "WARNING": "yellow"}
 
 
-def alerts_table(summary: AlertsSummary, limit: int = 20) -> Table:
-    """A rich table of the alerts, DANGER first, longest streak first."""
+def alerts_table(summary: AlertsSummary, limit: int | None = None) -> Table:
+    """A rich table of the alerts (academy, lecture title, student), DANGER first, longest
+    streak first; every alert unless `limit`."""
     counts = summary.counts
     table = Table(
         "academy", "lecture", "student", "enrollment", "was", "now", "reason", "last session",
         title=(f"risk alerts: risen between {summary.previous:%Y-%m-%d %H:%M:%S} and "
-               f"{summary.as_of:%Y-%m-%d %H:%M:%S} "
+               f"{summary.as_of:%Y-%m-%d %H:%M:%S}: {summary.alerts.height} alerts "
                f"({counts['DANGER']} DANGER, {counts['WARNING']} WARNING)"),
     )
     ordered = summary.alerts.sort(
         ["risk_level", "streak", "academy_id", "lecture_id", "enrollment_id"],
         descending=[False, True, False, False, False],
     )
-    for row in ordered.head(limit).iter_rows(named=True):
+    shown = ordered if limit is None else ordered.head(limit)
+    for row in shown.iter_rows(named=True):
         style = LEVEL_STYLE.get(row["risk_level"], "")
+        title = row.get("lecture_title")
         table.add_row(
-            str(row["academy_id"]), str(row["lecture_id"]), str(row["student_id"]),
-            str(row["enrollment_id"]), row["previous_level"],
+            str(row["academy_id"]),
+            f"{title} ({row['lecture_id']})" if title else str(row["lecture_id"]),
+            str(row["student_id"]), str(row["enrollment_id"]), row["previous_level"],
             f"[{style}]{row['risk_level']}[/]" if style else row["risk_level"],
             row["reason"], "" if row["last_session_id"] is None else str(row["last_session_id"]),
         )
-    if summary.alerts.height > limit:
-        table.caption = f"showing {limit} of {summary.alerts.height}"
+    if shown.height < summary.alerts.height:
+        table.caption = f"showing {shown.height} of {summary.alerts.height} (--limit)"
     elif summary.alerts.is_empty():
-        table.caption = "no enrollment's risk rose"
+        table.caption = "0 alerts: no enrollment's risk rose"
     return table
-
-
-def print_run_alerts(out: Console, warehouse: Path, as_of: datetime, limit: int = 20) -> None:
-    """For `progress run`: print who rose between the end of the previous day and the run's
-    as-of (computed from the warehouse's raw tables, read-only)."""
-    from pipelines.backfill import alerts_summary
-
-    out.print(alerts_table(alerts_summary(warehouse, as_of), limit))
 
 
 # --------------------------------------------------------------------------------------------
 # Typer commands (registered in pipelines/cli.py)
 # --------------------------------------------------------------------------------------------
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def _error_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def backfill(
@@ -108,11 +96,18 @@ def backfill(
         total = (last - first).days + 1
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
-        with Progress(*columns, console=err, transient=False) as progress:
+        # a live bar on a terminal; in a log, one plain line per Dagster run of dates
+        with Progress(*columns, console=err, transient=False,
+                      disable=not err.is_terminal) as progress:
             task = progress.add_task(f"ingest {landing}", total=total)
+            if not err.is_terminal:
+                err.print(f"ingest {landing}, then {total} dates", highlight=False)
 
             def advance(days: list[date], run_id: str) -> None:
                 progress.update(task, advance=len(days), description=f"history {days[-1]}")
+                if not err.is_terminal:
+                    err.print(f"history {days[0]} .. {days[-1]} done (run {run_id})",
+                              highlight=False)
 
             report = run_backfill(first, last, landing, warehouse, timezone, advance, verbose,
                                   days_per_run=days_per_run)
@@ -120,9 +115,9 @@ def backfill(
     except typer.Exit:
         raise
     except BackfillFailed as exc:
-        _fail(str(exc))
+        fail(str(exc), exc.code)
     except Exception as exc:  # never a traceback to the user
-        _fail(_error_line(exc))
+        fail(one_line(exc), ExitCode.INTERNAL)
     console.print(
         f"backfill [bold]{report.backfill_id}[/]: {len(report.runs)} dates "
         f"({first} .. {last}) -> {warehouse}  (runs tagged {BACKFILL_TAG}={report.backfill_id})"
@@ -142,20 +137,31 @@ def alerts(
     day: Annotated[str | None, typer.Option(
         "--date", help="History date (YYYY-MM-DD); default the latest stored.")] = None,
     warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
-    limit: Annotated[int, typer.Option(min=1, help="Rows to print at most.")] = 50,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Alerts to print at most; default every one.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the alerts as JSON.")] = False,
 ) -> None:
     """Print the stored risk alerts of one history date: who rose since the day before."""
     from pipelines.backfill import BackfillFailed, parse_day, stored_alerts
 
     if not warehouse.exists():
-        _fail(f"warehouse {warehouse} does not exist; run `progress run` first")
+        fail(f"warehouse {warehouse} does not exist; run `progress run` first")
     try:
         summary = stored_alerts(warehouse, parse_day(day, "--date") if day else None)
     except BackfillFailed as exc:
-        _fail(str(exc))
+        fail(str(exc), exc.code)
     except Exception as exc:
-        _fail(_error_line(exc))
+        fail(one_line(exc), ExitCode.INTERNAL)
+    if as_json:
+        import json
+
+        rows = summary.alerts if limit is None else summary.alerts.head(limit)
+        print(json.dumps({"date": str(summary.as_of.date()), "as_of": str(summary.as_of),
+                          "previous": str(summary.previous), "counts": summary.counts,
+                          "total": summary.alerts.height, "alerts": rows.to_dicts()},
+                         ensure_ascii=False, indent=2, default=str))
+        return
     console.print(alerts_table(summary, limit))
 
 
-__all__ = ["alerts", "alerts_table", "backfill", "print_run_alerts"]
+__all__ = ["alerts", "alerts_table", "backfill"]

@@ -19,16 +19,14 @@ single-writer rule for the DuckDB warehouse.
   a data problem (refused extract, quarantine share, schema), and re-running gives the same.
 """
 
-from datetime import timedelta
-
 import dagster as dg
+
+from pipelines.timing import FAIL_AFTER, WARN_AFTER
 
 WAREHOUSE_TAG = "progress/warehouse"
 RUN_TAGS = {WAREHOUSE_TAG: "write", "dagster/max_retries": "2"}
 
-MARTS_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=timedelta(hours=30), warn_window=timedelta(hours=26)
-)
+MARTS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=FAIL_AFTER, warn_window=WARN_AFTER)
 
 HISTORY_GROUP = "history"
 EXPORTS_GROUP = "exports"

@@ -1,28 +1,39 @@
-"""Run the whole pipeline as one Dagster run and summarize what it published.
+"""Run the job the definitions define, as one in-process Dagster run, and summarize it.
 
-Used by the `progress run` command: one in-process Dagster run of every asset and check,
-recorded in the instance at DAGSTER_HOME when that is set (so it shows in the UI).
+Used by `progress run`: `progress_job` from `pipelines.definitions.defs` (the same job the UI
+shows), with run config giving its resources the landing folder, the warehouse and the as-of
+instant, recorded in the instance at DAGSTER_HOME when that is set (so it shows in the UI).
+
+The as-of is fixed once, before Dagster starts, and handed to the run as config: the instant
+printed, `marts.publication.as_of`, every mart's `calculated_at` and the printed alerts are one
+value. (A resource object copied in the runner never reaches the assets: Dagster rebuilds each
+resource from its config.)
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import dagster as dg
-import duckdb
+from pipelines.core.landing import LANDING_FILE, LandingFileInvalid, recorded_as_of
+from pipelines.exit_codes import CommandFailed, ExitCode, Interrupted
 
-from assets import core_assets
-from checks import all_checks
-from pipelines.core.contract import TABLES
-from pipelines.core.extracts import find_files
-from pipelines.resources import DEFAULT_TIMEZONE, ProgressSettings, WarehouseResource
+JOB_NAME = "progress_job"
+DEFAULT_TIMEZONE = "Asia/Seoul"  # = pipelines.resources.DEFAULT_TIMEZONE (not imported: Dagster)
+# error classes that mean the run was interrupted (Ctrl-C, SIGTERM) rather than failed
+INTERRUPT_ERRORS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "Interrupted"}
 
 
-class RunFailed(Exception):
+class RunFailed(CommandFailed):
     """The run did not publish; the message is the one line shown to the user."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.INTERNAL) -> None:
+        super().__init__(message, code)
 
 
 @dataclass
@@ -38,43 +49,123 @@ class RunReport:
     publication: dict = field(default_factory=dict)
 
 
-def dagster_instance() -> dg.DagsterInstance:
+def check_timezone(timezone: str) -> None:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RunFailed(f"--timezone {timezone!r} is not a time zone (e.g. Asia/Seoul)",
+                        ExitCode.USAGE) from None
+
+
+def resolve_as_of(as_of: str | datetime | None, landing: Path, timezone: str
+                  ) -> tuple[datetime, str]:
+    """The run's as-of (naive local time, whole seconds unless given finer) and where it came
+    from: `--as-of`, the landing folder's recorded as-of (`_landing.json`), or now."""
+    from pipelines.core.parse import parse_instant
+
+    check_timezone(timezone)
+    source = "--as-of"
+    if as_of is None or (isinstance(as_of, str) and not as_of.strip()):
+        try:
+            as_of, source = recorded_as_of(landing), f"{landing / LANDING_FILE}"
+        except LandingFileInvalid as exc:
+            raise RunFailed(str(exc), ExitCode.USAGE) from None
+    if as_of is None:
+        now = datetime.now(ZoneInfo(timezone)).replace(tzinfo=None, microsecond=0)
+        return now, "now"
+    try:
+        return parse_instant(as_of, timezone), source
+    except ValueError as exc:
+        raise RunFailed(f"{source}: {exc}", ExitCode.USAGE) from None
+
+
+def check_landing(landing: Path) -> None:
+    from pipelines.core.contract import TABLES
+    from pipelines.core.extracts import find_files
+
+    if not landing.is_dir():
+        raise RunFailed(f"landing folder {landing} does not exist", ExitCode.USAGE)
+    if not any(find_files(landing, t) for t in TABLES):
+        raise RunFailed(f"no extracts in landing folder {landing}", ExitCode.USAGE)
+
+
+def dagster_instance():
     """The instance at DAGSTER_HOME (runs show in the UI), else a throwaway one."""
+    import dagster as dg
+
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
 
 
-def _root_message(error) -> str:
-    """The innermost error's first line, without a `module.Class: ` prefix."""
+def _root(error):
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    lines = [line for line in (error.message if error else "").splitlines() if line.strip()]
-    message = lines[0].strip() if lines else "failed"
-    head, _, rest = message.partition(": ")
-    return rest if rest and "." in head and " " not in head else message
+    return error
 
 
-def run_failure(result: dg.ExecuteInProcessResult) -> str | None:
-    """Why a run did not publish: a failed ERROR check, else the first error event's root cause
-    (a failed step, or a resource that could not start, e.g. the writer lock not obtained)."""
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            return evaluation.description or f"check {evaluation.check_name} failed"
+def _root_message(error) -> str:
+    """The innermost error's first line, without a `module.Class: ` prefix."""
+    from pipelines.exit_codes import one_line
+
+    error = _root(error)
+    return one_line(Exception(error.message if error else "")) or "failed"
+
+
+def _errors(result):
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None)
         if error is not None:
-            return _root_message(error)
-    return None if result.success else "the Dagster run failed"
+            yield event, error
+
+
+def run_failure(result) -> RunFailed | None:
+    """Why a run did not publish, with its exit code: a failed ERROR check (BLOCKED), the
+    writer lock not obtained (BUSY), else the first error's root cause (INTERNAL). An
+    interrupted run raises Interrupted."""
+    import dagster as dg
+
+    for _, error in _errors(result):
+        chain = error
+        while chain is not None:
+            if chain.cls_name in INTERRUPT_ERRORS:
+                raise Interrupted("the run was interrupted")
+            chain = getattr(chain, "cause", None)
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            return RunFailed(evaluation.description or f"check {evaluation.check_name} failed",
+                             ExitCode.BLOCKED)
+    for _, error in _errors(result):
+        code = ExitCode.BUSY if _root(error).cls_name == "WriterBusy" else ExitCode.INTERNAL
+        return RunFailed(_root_message(error), code)
+    return None if result.success else RunFailed("the Dagster run failed")
+
+
+def run_config(landing: Path, warehouse: Path, as_of: datetime, timezone: str,
+               lock_timeout: float, verbose: bool = False) -> dict:
+    """Config of the definitions' resources for one run (overrides `.env`'s values)."""
+    return {
+        "resources": {
+            "settings": {"config": {"landing_dir": str(landing), "timezone": timezone,
+                                    "as_of": as_of.isoformat(sep=" ")}},
+            "warehouse": {"config": {"path": str(warehouse),
+                                     "lock_timeout_seconds": lock_timeout}},
+            "warehouse_reader": {"config": {"path": str(warehouse)}},
+        },
+        "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
+    }
 
 
 def _summarize(report: RunReport, warehouse: Path) -> None:
+    import duckdb
+
+    from pipelines.core.contract import TABLES
+
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = con.execute(
-            "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
-            "ORDER BY schema_name, table_name"
+            "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"
         ).fetchall()
-        for schema, table, _ in tables:
+        for schema, table in tables:
             (count,) = con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()
             report.table_rows[f"{schema}.{table}"] = count
         for table in TABLES:
@@ -90,7 +181,7 @@ def _summarize(report: RunReport, warehouse: Path) -> None:
         ]
         report.ledger = con.execute(
             "SELECT table_name, delivered_rows, used_rows, collapsed_duplicates, "
-            "quarantined_rows FROM raw.ingest_audit"
+            "quarantined_rows FROM raw.ingest_audit ORDER BY table_name"
         ).pl().to_dicts()
         report.publication = con.execute(
             "SELECT * FROM marts.publication ORDER BY published_at DESC LIMIT 1"
@@ -103,34 +194,38 @@ def _summarize(report: RunReport, warehouse: Path) -> None:
 def run_pipeline(
     landing: Path,
     warehouse: Path,
-    as_of: str | None = None,
+    as_of: str | datetime | None = None,
     timezone: str = DEFAULT_TIMEZONE,
     verbose: bool = False,
     lock_timeout: float = 600.0,
+    on_event: Callable[[object], None] | None = None,
 ) -> RunReport:
-    """Materialize every asset and check once; raise RunFailed with a one-line reason."""
-    if not landing.is_dir():
-        raise RunFailed(f"landing folder {landing} does not exist")
-    if not any(find_files(landing, t) for t in TABLES):
-        raise RunFailed(f"no extracts in landing folder {landing}")
-    settings = ProgressSettings(landing_dir=str(landing), timezone=timezone, as_of=as_of or "")
-    instant = settings.as_of_instant()  # fixed once, so every step computes as of the same time
-    settings = settings.model_copy(update={"as_of": instant.isoformat(sep=" ")})
+    """Execute `progress_job` once; raise RunFailed (with its exit code) or Interrupted.
+
+    `on_event(entry)` receives every Dagster event log entry of the run as it happens (the
+    CLI's progress display)."""
+    instant = as_of if isinstance(as_of, datetime) and as_of.tzinfo is None else (
+        resolve_as_of(as_of, landing, timezone)[0])
+    check_landing(landing)
+    from pipelines.definitions import defs
+
+    job = defs.resolve_job_def(JOB_NAME)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    log_level = "INFO" if verbose else "CRITICAL"
-    result = dg.materialize(
-        [*core_assets, *all_checks],
-        resources={"settings": settings,
-                   "warehouse": WarehouseResource(path=str(warehouse),
-                                                lock_timeout_seconds=lock_timeout)},
-        instance=dagster_instance(),
+    instance = dagster_instance()
+    run_id = str(uuid.uuid4())
+    if on_event is not None:
+        instance.add_event_listener(run_id, on_event)
+    result = job.execute_in_process(
+        run_config=run_config(landing, warehouse, instant, timezone, lock_timeout, verbose),
+        instance=instance,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={"progress/as_of": instant.isoformat(sep=" "), "progress/landing": str(landing)},
+        run_id=run_id,
+        tags={"progress/as_of": instant.isoformat(sep=" "), "progress/landing": str(landing),
+              "progress/trigger": "cli"},
     )
     failure = run_failure(result)
     if failure:
-        raise RunFailed(failure)
+        raise failure
     report = RunReport(run_id=result.run_id, as_of=instant)
     report.warnings = [
         e.description or e.check_name for e in result.get_asset_check_evaluations() if not e.passed

@@ -16,9 +16,7 @@ import dagster as dg
 from assets import core_assets
 from assets.history import HISTORY_KEYS, HISTORY_START, HISTORY_TIMEZONE
 from pipelines.operations import daily_job
-
-DEFAULT_CRON = "0 6 * * *"
-CRON_ENV = "PROGRESS_SCHEDULE_CRON"
+from pipelines.timing import CRON_ENV, DEFAULT_CRON
 
 
 def previous_day_partition(when: datetime) -> str | None:

@@ -79,7 +79,7 @@ def test_run_without_extracts_fails_in_one_line(tmp_path):
         text=True,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.USAGE
     assert "Traceback" not in result.stderr + result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no extracts in landing folder" in lines[0]
@@ -100,5 +100,5 @@ def test_bad_as_of_fails_in_one_line(tmp_path):
             str(tmp_path / "wh.duckdb"),
         ],
     )
-    assert result.exit_code == 1 and "as-of 'yesterday'" in result.output
+    assert result.exit_code == ExitCode.USAGE and "as-of 'yesterday'" in result.output
     assert "Traceback" not in result.output
