@@ -38,6 +38,7 @@ def test_generate_run_and_query(tmp_path):
             str(warehouse),
             "--as-of",
             "2026-06-01 09:00",
+            "--verbose",
         ],
     )
     assert result.exit_code == 0, result.output
