@@ -120,29 +120,43 @@ def run_backfill(
         "settings": ProgressSettings(landing_dir=str(landing), timezone=timezone),
         "warehouse": WarehouseResource(path=str(warehouse)),
     }
-    tags = {BACKFILL_TAG: report.backfill_id, "progress/backfill_range": f"{start}...{end}",
-            "progress/landing": str(landing), WAREHOUSE_TAG: "write"}
+    tags = {
+        BACKFILL_TAG: report.backfill_id,
+        "progress/backfill_range": f"{start}...{end}",
+        "progress/landing": str(landing),
+        WAREHOUSE_TAG: "write",
+    }
     level = "INFO" if verbose else "CRITICAL"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     instance = instance or dagster_instance()
 
     ingest = dg.materialize(
-        [*extract_assets, *extract_checks], resources=resources, instance=instance,
-        raise_on_error=False, run_config=run_config, tags=tags,
+        [*extract_assets, *extract_checks],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config,
+        tags=tags,
     )
     failure = run_failure(ingest)
     if failure:
         raise BackfillFailed(f"ingest: {failure}", failure.code)
     report.ingest_run_id = ingest.run_id
     days = days_between(start, end)
-    for chunk in (days[i:i + max(days_per_run, 1)] for i in range(0, len(days),
-                                                                   max(days_per_run, 1))):
+    for chunk in (
+        days[i : i + max(days_per_run, 1)] for i in range(0, len(days), max(days_per_run, 1))
+    ):
         first, last = chunk[0].isoformat(), chunk[-1].isoformat()
         partition = {"partition_key": first} if len(chunk) == 1 else {}
         range_tags = {} if partition else {RANGE_START_TAG: first, RANGE_END_TAG: last}
         result = dg.materialize(
-            [*history_assets, *history_checks], resources=resources, instance=instance,
-            raise_on_error=False, run_config=run_config, tags=tags | range_tags, **partition,
+            [*history_assets, *history_checks],
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            run_config=run_config,
+            tags=tags | range_tags,
+            **partition,
         )
         failure = run_failure(result)
         if failure:
@@ -192,8 +206,9 @@ class AlertsSummary:
         return {level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")}
 
 
-def alerts_summary(warehouse: Path, as_of: datetime,
-                   thresholds: RiskThresholds | None = None) -> AlertsSummary:
+def alerts_summary(
+    warehouse: Path, as_of: datetime, thresholds: RiskThresholds | None = None
+) -> AlertsSummary:
     """Who rose between the end of the previous day and `as_of` (e.g. a run's instant),
     computed from the warehouse's raw tables (read-only). For as_of = D 23:59:59 this equals
     the stored marts.risk_alerts of D."""
@@ -207,8 +222,9 @@ def alerts_summary(warehouse: Path, as_of: datetime,
 def with_titles(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame) -> pl.DataFrame:
     """The alerts with their lecture's title (raw.lectures; null when it has none)."""
     titles = con.execute("SELECT lecture_id, title AS lecture_title FROM raw.lectures").pl()
-    return alerts.join(titles.cast({"lecture_id": alerts.schema["lecture_id"]}),
-                       on="lecture_id", how="left")
+    return alerts.join(
+        titles.cast({"lecture_id": alerts.schema["lecture_id"]}), on="lecture_id", how="left"
+    )
 
 
 def stored_alerts(warehouse: Path, day: date | None = None) -> AlertsSummary:
@@ -227,5 +243,6 @@ def stored_alerts(warehouse: Path, day: date | None = None) -> AlertsSummary:
                 f"{len(dates)} dates)"
             )
         alerts = with_titles(con, read_dates(con, ALERTS_TABLE, [day]))
-    return AlertsSummary(as_of=end_of_day(day), previous=end_of_day(day - timedelta(days=1)),
-                         alerts=alerts)
+    return AlertsSummary(
+        as_of=end_of_day(day), previous=end_of_day(day - timedelta(days=1)), alerts=alerts
+    )

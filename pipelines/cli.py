@@ -58,8 +58,6 @@ DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 DEFAULT_TIMEZONE = "Asia/Seoul"
 
 
-
-
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Folder to write the extracts into.")],
@@ -133,15 +131,20 @@ class RunDisplay:
         if kind == "STEP_START":
             self.step_started[entry.step_key] = self.clock()
             if self.live:
-                self.live.update(f"{entry.step_key}  ({self.done}/{self.total} steps, "
-                                 f"{self.clock() - self.started:.0f} s)")
+                self.live.update(
+                    f"{entry.step_key}  ({self.done}/{self.total} steps, "
+                    f"{self.clock() - self.started:.0f} s)"
+                )
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
             self.done += 1
             if not self.live:
                 took = self.clock() - self.step_started.get(entry.step_key, self.clock())
                 word = {"STEP_SUCCESS": "done", "STEP_FAILURE": "failed"}.get(kind, "skipped")
-                err.print(f"[{self.clock() - self.started:6.1f} s] {self.done}/{self.total} "
-                          f"{entry.step_key} {word} ({took:.1f} s)", highlight=False)
+                err.print(
+                    f"[{self.clock() - self.started:6.1f} s] {self.done}/{self.total} "
+                    f"{entry.step_key} {word} ({took:.1f} s)",
+                    highlight=False,
+                )
 
 
 def _run_json(report, warehouse: Path, alerts) -> dict:
@@ -169,8 +172,13 @@ def _print_blocked(landing: Path, timezone: str, message: str, as_json: bool) ->
     except Exception:  # the run's own message is enough
         diagnosis = None
     if as_json:
-        print_json({"error": message, "verdict": "blocked",
-                    "diagnosis": diagnosis.to_dict() if diagnosis else None})
+        print_json(
+            {
+                "error": message,
+                "verdict": "blocked",
+                "diagnosis": diagnosis.to_dict() if diagnosis else None,
+            }
+        )
     elif diagnosis is not None:
         print_diagnosis(diagnosis, err)
 
@@ -178,20 +186,31 @@ def _print_blocked(landing: Path, timezone: str, message: str, as_json: bool) ->
 @app.command()
 def run(
     landing: Annotated[Path, typer.Option(help="Landing folder with the extracts.")] = (
-        DEFAULT_LANDING),
+        DEFAULT_LANDING
+    ),
     warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="Instant to compute as of (e.g. '2026-05-01 23:59:59' or with an "
-        "offset); default the landing folder's _landing.json as_of, else now.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Instant to compute as of (e.g. '2026-05-01 23:59:59' or with an "
+            "offset); default the landing folder's _landing.json as_of, else now.",
+        ),
+    ] = None,
     timezone: Annotated[str, typer.Option(help="Local time zone of the academy.")] = (
-        DEFAULT_TIMEZONE),
-    verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="Also print the row counts, the ledger and the quarantine.")
+        DEFAULT_TIMEZONE
+    ),
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also print the row counts, the ledger and the quarantine."
+        ),
     ] = False,
     logs: Annotated[bool, typer.Option("--logs", help="Show Dagster's own logs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    lock_timeout: Annotated[float, typer.Option(
-        help="Seconds to wait for another run writing the same warehouse.")] = 300.0,
+    lock_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for another run writing the same warehouse.")
+    ] = 300.0,
 ) -> None:
     """Ingest the extracts and publish the marts in one Dagster run (the definitions'
     progress_job), then summarize: publication, risk counts and the day's alerts."""
@@ -203,14 +222,25 @@ def run(
     except RunFailed as exc:
         fail(str(exc), exc.code)
     if not as_json:
-        err.print(f"run as of {instant:%Y-%m-%d %H:%M:%S} ({timezone}; from {source}): "
-                  f"{landing} -> {warehouse}", highlight=False, soft_wrap=True)
+        err.print(
+            f"run as of {instant:%Y-%m-%d %H:%M:%S} ({timezone}; from {source}): "
+            f"{landing} -> {warehouse}",
+            highlight=False,
+            soft_wrap=True,
+        )
     try:
         from pipelines.runner import run_pipeline
 
         with RunDisplay(total_steps=_job_steps()) as display:
-            report = run_pipeline(landing, warehouse, instant, timezone, logs, lock_timeout,
-                                  on_event=None if as_json else display)
+            report = run_pipeline(
+                landing,
+                warehouse,
+                instant,
+                timezone,
+                logs,
+                lock_timeout,
+                on_event=None if as_json else display,
+            )
     except RunFailed as exc:
         if exc.code == ExitCode.BLOCKED:
             _print_blocked(landing, timezone, str(exc), as_json)
@@ -238,28 +268,51 @@ def _job_steps() -> int:
 
 def _print_run(report, warehouse: Path, alerts, verbose: bool) -> None:
     published = report.publication.get("published_at")
-    console.print(f"published run [bold]{report.run_id}[/] as of "
-                  f"{report.as_of:%Y-%m-%d %H:%M:%S} -> {warehouse}"
-                  + (f" (published {published:%Y-%m-%d %H:%M:%S} UTC)" if published else ""),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"published run [bold]{report.run_id}[/] as of "
+        f"{report.as_of:%Y-%m-%d %H:%M:%S} -> {warehouse}"
+        + (f" (published {published:%Y-%m-%d %H:%M:%S} UTC)" if published else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     delivered = sum(e["delivered_rows"] for e in report.ledger)
     quarantined = sum(e["quarantined_rows"] for e in report.ledger)
-    console.print(f"extracts: {delivered:,} rows delivered, {quarantined:,} quarantined "
-                  f"({quarantined / delivered if delivered else 0:.1%}), "
-                  f"{len(report.refused_files)} refused files", highlight=False)
-    levels = " · ".join(f"{report.risk_levels.get(k, 0):,} {k}"
-                        for k in ("NORMAL", "WARNING", "DANGER"))
+    console.print(
+        f"extracts: {delivered:,} rows delivered, {quarantined:,} quarantined "
+        f"({quarantined / delivered if delivered else 0:.1%}), "
+        f"{len(report.refused_files)} refused files",
+        highlight=False,
+    )
+    levels = " · ".join(
+        f"{report.risk_levels.get(k, 0):,} {k}" for k in ("NORMAL", "WARNING", "DANGER")
+    )
     console.print(f"risk (enrollments): {levels}", highlight=False)
     if verbose:
         rows = Table("table", "rows", title="tables")
         for name, count in report.table_rows.items():
             rows.add_row(name, f"{count:,}")
         console.print(rows)
-        ledger = Table("table", "delivered", "used", "collapsed", "quarantined",
-                       title="rows delivered = used + collapsed duplicates + quarantined")
+        ledger = Table(
+            "table",
+            "delivered",
+            "used",
+            "collapsed",
+            "quarantined",
+            title="rows delivered = used + collapsed duplicates + quarantined",
+        )
         for entry in report.ledger:
-            ledger.add_row(entry["table_name"], *(f"{entry[k]:,}" for k in (
-                "delivered_rows", "used_rows", "collapsed_duplicates", "quarantined_rows")))
+            ledger.add_row(
+                entry["table_name"],
+                *(
+                    f"{entry[k]:,}"
+                    for k in (
+                        "delivered_rows",
+                        "used_rows",
+                        "collapsed_duplicates",
+                        "quarantined_rows",
+                    )
+                ),
+            )
         console.print(ledger)
         reasons = Table("table", "reason", "rows", title="quarantine by reason")
         for table, counts in report.quarantine_reasons.items():
@@ -273,8 +326,10 @@ def _print_run(report, warehouse: Path, alerts, verbose: bool) -> None:
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if not verbose:
-        console.print("(row counts, ledger and quarantine: --verbose; every alert: "
-                      "`progress alerts`)", highlight=False)
+        console.print(
+            "(row counts, ledger and quarantine: --verbose; every alert: `progress alerts`)",
+            highlight=False,
+        )
 
 
 def print_json(data: object) -> None:
@@ -299,22 +354,41 @@ def print_diagnosis(diagnosis, out: Console) -> None:
         unknown = [u for u in f.unknown if u not in f.near_misses]
         if unknown:
             notes.append("ignored: " + ", ".join(unknown))
-        files.add_row(f.file, f.encoding or "-", "-" if f.rows is None else f"{f.rows:,}",
-                      "; ".join(notes) or "ok")
+        files.add_row(
+            f.file,
+            f.encoding or "-",
+            "-" if f.rows is None else f"{f.rows:,}",
+            "; ".join(notes) or "ok",
+        )
     out.print(files)
-    tables = Table("table", "delivered", "used", "collapsed", "quarantined", "share",
-                   "reasons (first examples: file record column = value)", title="tables")
+    tables = Table(
+        "table",
+        "delivered",
+        "used",
+        "collapsed",
+        "quarantined",
+        "share",
+        "reasons (first examples: file record column = value)",
+        title="tables",
+    )
     for t in diagnosis.tables.values():
         parts = []
         for reason, count in t.reasons.items():
             shown = "; ".join(
                 f"{e.file} #{e.record}" + (f" {e.column} = {e.value!r}" if e.column else "")
-                for e in t.examples.get(reason, []))
+                for e in t.examples.get(reason, [])
+            )
             parts.append(f"{reason} {count:,} ({shown})")
         share = f"{t.share:.1%}"
-        tables.add_row(t.table, f"{t.delivered:,}", f"{t.used:,}", f"{t.collapsed:,}",
-                       f"{t.quarantined:,}", f"[red]{share}[/]" if t.blocks else share,
-                       "\n".join(parts))
+        tables.add_row(
+            t.table,
+            f"{t.delivered:,}",
+            f"{t.used:,}",
+            f"{t.collapsed:,}",
+            f"{t.quarantined:,}",
+            f"[red]{share}[/]" if t.blocks else share,
+            "\n".join(parts),
+        )
     out.print(tables)
     if diagnosis.would_publish:
         out.print("[green]verdict: would publish[/]", highlight=False)
@@ -327,9 +401,11 @@ def print_diagnosis(diagnosis, out: Console) -> None:
 @app.command()
 def check(
     landing: Annotated[Path, typer.Option(help="Landing folder with the extracts.")] = (
-        DEFAULT_LANDING),
+        DEFAULT_LANDING
+    ),
     timezone: Annotated[str, typer.Option(help="Local time zone of the academy.")] = (
-        DEFAULT_TIMEZONE),
+        DEFAULT_TIMEZONE
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
 ) -> None:
     """Check a landing folder without publishing: files, headers, quarantine, and the verdict
@@ -367,7 +443,8 @@ def read_status(warehouse: Path, timezone: str) -> dict:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         row = con.execute(
             "SELECT run_id, published_at, as_of, marts_refreshed, table_rows "
-            "FROM marts.publication ORDER BY published_at DESC LIMIT 1").fetchone()
+            "FROM marts.publication ORDER BY published_at DESC LIMIT 1"
+        ).fetchone()
     if row is None:
         raise RuntimeError(f"warehouse {warehouse} has no publication yet")
     run_id, published_utc, as_of, refreshed, table_rows = row
@@ -380,8 +457,9 @@ def read_status(warehouse: Path, timezone: str) -> dict:
         "warehouse": str(warehouse),
         "run_id": run_id,
         "as_of": as_of.isoformat(sep=" ") if as_of else None,
-        "published_at": published.astimezone(local).replace(tzinfo=None).isoformat(
-            sep=" ", timespec="seconds"),
+        "published_at": published.astimezone(local)
+        .replace(tzinfo=None)
+        .isoformat(sep=" ", timespec="seconds"),
         "timezone": timezone,
         "marts_refreshed": refreshed,
         "age_hours": round(age.total_seconds() / 3600, 2),
@@ -391,18 +469,19 @@ def read_status(warehouse: Path, timezone: str) -> dict:
         "table_rows": json.loads(table_rows or "{}"),
         "rejected_build": None,
     }
-    from pipelines.core import publish
+    from pipelines.cli_sql import rejected_locator
 
-    locate = getattr(publish, "rejected_path", None)
+    locate = rejected_locator()
     rejected = Path(locate(warehouse)) if locate else None
     if rejected is not None and rejected.exists():
         built = datetime.fromtimestamp(rejected.stat().st_mtime, UTC)
         if built > published:
             status["rejected_build"] = {
                 "path": str(rejected),
-                "built_at": built.astimezone(local).replace(tzinfo=None).isoformat(
-                    sep=" ", timespec="seconds"),
-                "query_with": f"progress sql --rejected --warehouse {warehouse} \"...\"",
+                "built_at": built.astimezone(local)
+                .replace(tzinfo=None)
+                .isoformat(sep=" ", timespec="seconds"),
+                "query_with": f'progress sql --rejected --warehouse {warehouse} "..."',
             }
     return status
 
@@ -411,7 +490,8 @@ def read_status(warehouse: Path, timezone: str) -> dict:
 def status(
     warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
     timezone: Annotated[str, typer.Option(help="Local time zone of the academy.")] = (
-        DEFAULT_TIMEZONE),
+        DEFAULT_TIMEZONE
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """The last publication (run, as-of, published at, rows per table), its freshness against
@@ -431,19 +511,30 @@ def status(
         print_json(found)
         return
     style = {"OK": "green", "WARN": "yellow", "FAIL": "red"}[found["freshness"]]
-    console.print(f"last publication: run {found['run_id']}, as of {found['as_of']}, published "
-                  f"{found['published_at']} ({timezone})", highlight=False, soft_wrap=True)
-    console.print(f"freshness: [{style}]{found['freshness']}[/] ({found['age_hours']:g} h old; "
-                  f"{found['freshness_rule']})", highlight=False, soft_wrap=True)
+    console.print(
+        f"last publication: run {found['run_id']}, as of {found['as_of']}, published "
+        f"{found['published_at']} ({timezone})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"freshness: [{style}]{found['freshness']}[/] ({found['age_hours']:g} h old; "
+        f"{found['freshness_rule']})",
+        highlight=False,
+        soft_wrap=True,
+    )
     rows = Table("table", "rows", title="rows per table at publication")
     for name, count in found["table_rows"].items():
         rows.add_row(name, f"{count:,}")
     console.print(rows)
     rejected = found["rejected_build"]
     if rejected:
-        console.print(f"[red]rejected build since[/]: {rejected['path']} (built "
-                      f"{rejected['built_at']}); query it with {rejected['query_with']}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]rejected build since[/]: {rejected['path']} (built "
+            f"{rejected['built_at']}); query it with {rejected['query_with']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         console.print("no rejected build since this publication", highlight=False)
 

@@ -36,10 +36,19 @@ def alerts_table(summary: AlertsSummary, limit: int | None = None) -> Table:
     streak first; every alert unless `limit`."""
     counts = summary.counts
     table = Table(
-        "academy", "lecture", "student", "enrollment", "was", "now", "reason", "last session",
-        title=(f"risk alerts: risen between {summary.previous:%Y-%m-%d %H:%M:%S} and "
-               f"{summary.as_of:%Y-%m-%d %H:%M:%S}: {summary.alerts.height} alerts "
-               f"({counts['DANGER']} DANGER, {counts['WARNING']} WARNING)"),
+        "academy",
+        "lecture",
+        "student",
+        "enrollment",
+        "was",
+        "now",
+        "reason",
+        "last session",
+        title=(
+            f"risk alerts: risen between {summary.previous:%Y-%m-%d %H:%M:%S} and "
+            f"{summary.as_of:%Y-%m-%d %H:%M:%S}: {summary.alerts.height} alerts "
+            f"({counts['DANGER']} DANGER, {counts['WARNING']} WARNING)"
+        ),
     )
     ordered = summary.alerts.sort(
         ["risk_level", "streak", "academy_id", "lecture_id", "enrollment_id"],
@@ -52,9 +61,12 @@ def alerts_table(summary: AlertsSummary, limit: int | None = None) -> Table:
         table.add_row(
             str(row["academy_id"]),
             f"{title} ({row['lecture_id']})" if title else str(row["lecture_id"]),
-            str(row["student_id"]), str(row["enrollment_id"]), row["previous_level"],
+            str(row["student_id"]),
+            str(row["enrollment_id"]),
+            row["previous_level"],
             f"[{style}]{row['risk_level']}[/]" if style else row["risk_level"],
-            row["reason"], "" if row["last_session_id"] is None else str(row["last_session_id"]),
+            row["reason"],
+            "" if row["last_session_id"] is None else str(row["last_session_id"]),
         )
     if shown.height < summary.alerts.height:
         table.caption = f"showing {shown.height} of {summary.alerts.height} (--limit)"
@@ -72,12 +84,15 @@ def backfill(
     start: Annotated[str, typer.Option("--start", help="First date to materialize (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option("--end", help="Last date, included (YYYY-MM-DD).")],
     landing: Annotated[Path, typer.Option(help="Landing folder with the extracts.")] = (
-        DEFAULT_LANDING),
+        DEFAULT_LANDING
+    ),
     warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
     timezone: Annotated[str, typer.Option(help="Local time zone of the academy.")] = (
-        DEFAULT_TIMEZONE),
-    days_per_run: Annotated[int, typer.Option(
-        min=1, help="Dates per Dagster run (1: one run per date).")] = DAYS_PER_RUN,
+        DEFAULT_TIMEZONE
+    ),
+    days_per_run: Annotated[
+        int, typer.Option(min=1, help="Dates per Dagster run (1: one run per date).")
+    ] = DAYS_PER_RUN,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Dagster logs.")] = False,
 ) -> None:
     """Materialize the daily history (lecture_progress_daily, risk summary, alerts) for every
@@ -94,11 +109,16 @@ def backfill(
         first, last = parse_day(start, "--start"), parse_day(end, "--end")
         check_range(first, last)
         total = (last - first).days + 1
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         # a live bar on a terminal; in a log, one plain line per Dagster run of dates
-        with Progress(*columns, console=err, transient=False,
-                      disable=not err.is_terminal) as progress:
+        with Progress(
+            *columns, console=err, transient=False, disable=not err.is_terminal
+        ) as progress:
             task = progress.add_task(f"ingest {landing}", total=total)
             if not err.is_terminal:
                 err.print(f"ingest {landing}, then {total} dates", highlight=False)
@@ -106,11 +126,20 @@ def backfill(
             def advance(days: list[date], run_id: str) -> None:
                 progress.update(task, advance=len(days), description=f"history {days[-1]}")
                 if not err.is_terminal:
-                    err.print(f"history {days[0]} .. {days[-1]} done (run {run_id})",
-                              highlight=False)
+                    err.print(
+                        f"history {days[0]} .. {days[-1]} done (run {run_id})", highlight=False
+                    )
 
-            report = run_backfill(first, last, landing, warehouse, timezone, advance, verbose,
-                                  days_per_run=days_per_run)
+            report = run_backfill(
+                first,
+                last,
+                landing,
+                warehouse,
+                timezone,
+                advance,
+                verbose,
+                days_per_run=days_per_run,
+            )
             progress.update(task, description=f"history {first} .. {last}")
     except typer.Exit:
         raise
@@ -127,18 +156,23 @@ def backfill(
         for row in report.per_date.tail(SHOWN_DATES).iter_rows():
             table.add_row(*(str(v) for v in row))
         if report.per_date.height > SHOWN_DATES:
-            table.caption = (f"last {SHOWN_DATES} of {report.per_date.height} dates; "
-                             f"{int(report.per_date['alerts'].sum())} alerts in all")
+            table.caption = (
+                f"last {SHOWN_DATES} of {report.per_date.height} dates; "
+                f"{int(report.per_date['alerts'].sum())} alerts in all"
+            )
         console.print(table)
         console.print("read them with `progress alerts --date YYYY-MM-DD`", highlight=False)
 
 
 def alerts(
-    day: Annotated[str | None, typer.Option(
-        "--date", help="History date (YYYY-MM-DD); default the latest stored.")] = None,
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="History date (YYYY-MM-DD); default the latest stored."),
+    ] = None,
     warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
-    limit: Annotated[int | None, typer.Option(
-        min=1, help="Alerts to print at most; default every one.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Alerts to print at most; default every one.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the alerts as JSON.")] = False,
 ) -> None:
     """Print the stored risk alerts of one history date: who rose since the day before."""
@@ -156,10 +190,21 @@ def alerts(
         import json
 
         rows = summary.alerts if limit is None else summary.alerts.head(limit)
-        print(json.dumps({"date": str(summary.as_of.date()), "as_of": str(summary.as_of),
-                          "previous": str(summary.previous), "counts": summary.counts,
-                          "total": summary.alerts.height, "alerts": rows.to_dicts()},
-                         ensure_ascii=False, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "date": str(summary.as_of.date()),
+                    "as_of": str(summary.as_of),
+                    "previous": str(summary.previous),
+                    "counts": summary.counts,
+                    "total": summary.alerts.height,
+                    "alerts": rows.to_dicts(),
+                },
+                ensure_ascii=False,
+                indent=2,
+                default=str,
+            )
+        )
         return
     console.print(alerts_table(summary, limit))
 

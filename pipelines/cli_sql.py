@@ -219,15 +219,23 @@ def sql(
 
 def rejected_build(warehouse: Path) -> Path:
     """The rejected build kept beside `warehouse` by the last blocked or failed run."""
-    from pipelines.core import publish
-
-    locate = getattr(publish, "rejected_path", None)
+    locate = rejected_locator()
     if locate is None:
         raise CommandFailed("this version keeps no rejected build")
     path = Path(locate(warehouse))
     if not path.exists():
         raise CommandFailed(f"no rejected build beside {warehouse}: the last runs published")
     return path
+
+
+def rejected_locator():
+    """`rejected_path(warehouse)`: where a blocked or failed run keeps its build (None while
+    the publishing code keeps none)."""
+    try:
+        from pipelines.core.paths import rejected_path
+    except ImportError:
+        return None
+    return rejected_path
 
 
 def err_note(text: str) -> None:

@@ -53,12 +53,14 @@ def check_timezone(timezone: str) -> None:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise RunFailed(f"--timezone {timezone!r} is not a time zone (e.g. Asia/Seoul)",
-                        ExitCode.USAGE) from None
+        raise RunFailed(
+            f"--timezone {timezone!r} is not a time zone (e.g. Asia/Seoul)", ExitCode.USAGE
+        ) from None
 
 
-def resolve_as_of(as_of: str | datetime | None, landing: Path, timezone: str
-                  ) -> tuple[datetime, str]:
+def resolve_as_of(
+    as_of: str | datetime | None, landing: Path, timezone: str
+) -> tuple[datetime, str]:
     """The run's as-of (naive local time, whole seconds unless given finer) and where it came
     from: `--as-of`, the landing folder's recorded as-of (`_landing.json`), or now."""
     from pipelines.core.parse import parse_instant
@@ -133,23 +135,34 @@ def run_failure(result) -> RunFailed | None:
             chain = getattr(chain, "cause", None)
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            return RunFailed(evaluation.description or f"check {evaluation.check_name} failed",
-                             ExitCode.BLOCKED)
+            return RunFailed(
+                evaluation.description or f"check {evaluation.check_name} failed", ExitCode.BLOCKED
+            )
     for _, error in _errors(result):
         code = ExitCode.BUSY if _root(error).cls_name == "WriterBusy" else ExitCode.INTERNAL
         return RunFailed(_root_message(error), code)
     return None if result.success else RunFailed("the Dagster run failed")
 
 
-def run_config(landing: Path, warehouse: Path, as_of: datetime, timezone: str,
-               lock_timeout: float, verbose: bool = False) -> dict:
+def run_config(
+    landing: Path,
+    warehouse: Path,
+    as_of: datetime,
+    timezone: str,
+    lock_timeout: float,
+    verbose: bool = False,
+) -> dict:
     """Config of the definitions' resources for one run (overrides `.env`'s values)."""
     return {
         "resources": {
-            "settings": {"config": {"landing_dir": str(landing), "timezone": timezone,
-                                    "as_of": as_of.isoformat(sep=" ")}},
-            "warehouse": {"config": {"path": str(warehouse),
-                                     "lock_timeout_seconds": lock_timeout}},
+            "settings": {
+                "config": {
+                    "landing_dir": str(landing),
+                    "timezone": timezone,
+                    "as_of": as_of.isoformat(sep=" "),
+                }
+            },
+            "warehouse": {"config": {"path": str(warehouse), "lock_timeout_seconds": lock_timeout}},
             "warehouse_reader": {"config": {"path": str(warehouse)}},
         },
         "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
@@ -175,20 +188,29 @@ def _summarize(report: RunReport, warehouse: Path) -> None:
             if rows:
                 report.quarantine_reasons[table] = dict(rows)
         report.refused_files = [
-            r[0] for r in con.execute(
+            r[0]
+            for r in con.execute(
                 "SELECT refused_files FROM raw.ingest_audit WHERE refused_files IS NOT NULL"
             ).fetchall()
         ]
-        report.ledger = con.execute(
-            "SELECT table_name, delivered_rows, used_rows, collapsed_duplicates, "
-            "quarantined_rows FROM raw.ingest_audit ORDER BY table_name"
-        ).pl().to_dicts()
-        report.publication = con.execute(
-            "SELECT * FROM marts.publication ORDER BY published_at DESC LIMIT 1"
-        ).pl().to_dicts()[0]
-        report.risk_levels = dict(con.execute(
-            "SELECT risk_level, count(*) FROM marts.lecture_progress GROUP BY 1"
-        ).fetchall())
+        report.ledger = (
+            con.execute(
+                "SELECT table_name, delivered_rows, used_rows, collapsed_duplicates, "
+                "quarantined_rows FROM raw.ingest_audit ORDER BY table_name"
+            )
+            .pl()
+            .to_dicts()
+        )
+        report.publication = (
+            con.execute("SELECT * FROM marts.publication ORDER BY published_at DESC LIMIT 1")
+            .pl()
+            .to_dicts()[0]
+        )
+        report.risk_levels = dict(
+            con.execute(
+                "SELECT risk_level, count(*) FROM marts.lecture_progress GROUP BY 1"
+            ).fetchall()
+        )
 
 
 def run_pipeline(
@@ -204,8 +226,11 @@ def run_pipeline(
 
     `on_event(entry)` receives every Dagster event log entry of the run as it happens (the
     CLI's progress display)."""
-    instant = as_of if isinstance(as_of, datetime) and as_of.tzinfo is None else (
-        resolve_as_of(as_of, landing, timezone)[0])
+    instant = (
+        as_of
+        if isinstance(as_of, datetime) and as_of.tzinfo is None
+        else (resolve_as_of(as_of, landing, timezone)[0])
+    )
     check_landing(landing)
     from pipelines.definitions import defs
 
@@ -220,8 +245,11 @@ def run_pipeline(
         instance=instance,
         raise_on_error=False,
         run_id=run_id,
-        tags={"progress/as_of": instant.isoformat(sep=" "), "progress/landing": str(landing),
-              "progress/trigger": "cli"},
+        tags={
+            "progress/as_of": instant.isoformat(sep=" "),
+            "progress/landing": str(landing),
+            "progress/trigger": "cli",
+        },
     )
     failure = run_failure(result)
     if failure:

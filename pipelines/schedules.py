@@ -33,8 +33,9 @@ def current_asset_keys() -> list[dg.AssetKey]:
     return [key for asset in core_assets for key in asset.keys if key not in history]
 
 
-def daily_run_request(when: datetime, run_key: str, trigger: str,
-                      extra_tags: dict[str, str] | None = None) -> dg.RunRequest:
+def daily_run_request(
+    when: datetime, run_key: str, trigger: str, extra_tags: dict[str, str] | None = None
+) -> dg.RunRequest:
     """One run of daily_job: the current marts, plus yesterday's history partition (only the
     current marts on the first day, when yesterday is before the first partition)."""
     tags = {"progress/trigger": trigger, **(extra_tags or {})}
@@ -62,9 +63,7 @@ def build_daily_schedule(cron: str | None = None) -> dg.ScheduleDefinition:
     def daily_schedule(context: dg.ScheduleEvaluationContext):
         when = context.scheduled_execution_time or datetime.now(ZoneInfo(HISTORY_TIMEZONE))
         local = when.astimezone(ZoneInfo(HISTORY_TIMEZONE))
-        return daily_run_request(
-            local, run_key=f"daily-{local:%Y-%m-%d}", trigger="schedule"
-        )
+        return daily_run_request(local, run_key=f"daily-{local:%Y-%m-%d}", trigger="schedule")
 
     return daily_schedule
 

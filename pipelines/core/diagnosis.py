@@ -105,9 +105,11 @@ class Diagnosis:
         lines = [f"{f.file}: refused ({f.refused})" for f in self.refused]
         for t in self.tables.values():
             if t.blocks:
-                line = (f"{t.table}: {t.share:.1%} of delivered rows quarantined "
-                        f"({t.quarantined:,} of {t.delivered:,}; the limit is more than "
-                        f"{BLOCK_SHARE:.0%} and at least {BLOCK_MIN_ROWS} rows)")
+                line = (
+                    f"{t.table}: {t.share:.1%} of delivered rows quarantined "
+                    f"({t.quarantined:,} of {t.delivered:,}; the limit is more than "
+                    f"{BLOCK_SHARE:.0%} and at least {BLOCK_MIN_ROWS} rows)"
+                )
                 lines.append(line + (f": {t.cause}" if t.cause else ""))
         return lines
 
@@ -121,8 +123,9 @@ class Diagnosis:
             "verdict": "publish" if self.would_publish else "blocked",
             "blocking": self.blocking,
             "files": [asdict(f) for f in self.files],
-            "tables": {name: asdict(t) | {"share": round(t.share, 6)}
-                       for name, t in self.tables.items()},
+            "tables": {
+                name: asdict(t) | {"share": round(t.share, 6)} for name, t in self.tables.items()
+            },
         }
 
 
@@ -180,8 +183,10 @@ def _culprit(spec: TableSpec, row: dict, reason: str, tz: str) -> tuple[str | No
     """The column (and its delivered value) that gave a quarantined row its reason."""
     columns = spec.columns
     if reason == "missing_value":
-        column = next((c for c in columns if c.required and not (row.get(c.name) or "").strip(
-            WHITESPACE)), None)
+        column = next(
+            (c for c in columns if c.required and not (row.get(c.name) or "").strip(WHITESPACE)),
+            None,
+        )
     elif reason == "invalid_type":
         column = None
         for c in columns:
@@ -192,8 +197,16 @@ def _culprit(spec: TableSpec, row: dict, reason: str, tz: str) -> tuple[str | No
                     column = c
                     break
     elif reason == "invalid_enum":
-        column = next((c for c in columns if c.enum and row.get(c.name) is not None
-                       and row[c.name].strip(WHITESPACE) not in c.enum), None)
+        column = next(
+            (
+                c
+                for c in columns
+                if c.enum
+                and row.get(c.name) is not None
+                and row[c.name].strip(WHITESPACE) not in c.enum
+            ),
+            None,
+        )
     elif reason == "out_of_range":
         column = next((c for c in columns if c.min is not None or c.max is not None), None)
         for c in columns:
@@ -206,9 +219,13 @@ def _culprit(spec: TableSpec, row: dict, reason: str, tz: str) -> tuple[str | No
                     column = c
                     break
     elif reason in ("unknown_reference", "lecture_mismatch", "duplicate_conflict"):
-        names = (list(spec.key) if reason == "duplicate_conflict"
-                 else ["session_id"] if reason == "lecture_mismatch"
-                 else list(spec.references) or ["lecture_id"])
+        names = (
+            list(spec.key)
+            if reason == "duplicate_conflict"
+            else ["session_id"]
+            if reason == "lecture_mismatch"
+            else list(spec.references) or ["lecture_id"]
+        )
         return ", ".join(names), ", ".join(str(row.get(n)) for n in names)
     else:
         column = None
@@ -218,23 +235,29 @@ def _culprit(spec: TableSpec, row: dict, reason: str, tz: str) -> tuple[str | No
 def diagnose_table(result: TableIngest, tz: str) -> TableDiagnosis:
     spec = SPECS[result.table]
     found = TableDiagnosis(
-        result.table, files=len(result.files), delivered=result.delivered, used=result.used,
-        collapsed=result.collapsed, quarantined=result.quarantined,
+        result.table,
+        files=len(result.files),
+        delivered=result.delivered,
+        used=result.used,
+        collapsed=result.collapsed,
+        quarantined=result.quarantined,
         reasons=result.reason_counts() if result.quarantined else {},
     )
     for reason in found.reasons:
         rows = result.quarantine.filter(pl.col("_reason") == reason).head(EXAMPLES_PER_REASON)
         found.examples[reason] = [
-            Example(str(row["_source_file"]), int(row["_source_row"]),
-                    *_culprit(spec, row, reason, tz))
+            Example(
+                str(row["_source_file"]), int(row["_source_row"]), *_culprit(spec, row, reason, tz)
+            )
             for row in rows.iter_rows(named=True)
         ]
     found.blocks = table_blocks(found.quarantined, found.delivered)
     return found
 
 
-def likeliest_cause(table: TableDiagnosis, files: list[FileDiagnosis],
-                    tables: dict[str, TableDiagnosis]) -> str:
+def likeliest_cause(
+    table: TableDiagnosis, files: list[FileDiagnosis], tables: dict[str, TableDiagnosis]
+) -> str:
     """The likeliest cause of a table's quarantine share, in the operator's terms."""
     own = [f for f in files if f.table == table.table]
     headers = [p for f in own if (p := f.header_problem())]
@@ -242,29 +265,46 @@ def likeliest_cause(table: TableDiagnosis, files: list[FileDiagnosis],
         return "; ".join(headers)
     top = max(table.reasons, key=table.reasons.__getitem__) if table.reasons else None
     if top in ("unknown_reference", "lecture_mismatch"):
-        upstream = sorted(set(SPECS[table.table].references.values()) | (
-            {"sessions", "enrollments"} if SPECS[table.table].is_event else set()))
-        broken = [t for t in upstream if t in tables and (tables[t].blocks or any(
-            f.table == t and (f.refused or f.missing_required) for f in files))]
+        upstream = sorted(
+            set(SPECS[table.table].references.values())
+            | ({"sessions", "enrollments"} if SPECS[table.table].is_event else set())
+        )
+        broken = [
+            t
+            for t in upstream
+            if t in tables
+            and (
+                tables[t].blocks
+                or any(f.table == t and (f.refused or f.missing_required) for f in files)
+            )
+        ]
         if broken:
-            return (f"most rows refer to {' and '.join(broken)} rows that were quarantined or "
-                    "not delivered (fix that extract first)")
+            return (
+                f"most rows refer to {' and '.join(broken)} rows that were quarantined or "
+                "not delivered (fix that extract first)"
+            )
     cp949 = [f.file for f in own if f.encoding == "CP949"]
     if top is None:
         return ""
     example = (table.examples.get(top) or [None])[0]
-    where = (f" (e.g. {example.file} record {example.record}"
-             + (f", {example.column} = {example.value!r}" if example.column else "") + ")"
-             if example else "")
+    where = (
+        f" (e.g. {example.file} record {example.record}"
+        + (f", {example.column} = {example.value!r}" if example.column else "")
+        + ")"
+        if example
+        else ""
+    )
     note = f"; {', '.join(cp949)} read as CP949" if cp949 and top == "invalid_type" else ""
     return f"most rows are {top}{where}{note}"
 
 
-def diagnose(landing: Path, tz: str = "Asia/Seoul",
-             results: dict[str, TableIngest] | None = None) -> Diagnosis:
+def diagnose(
+    landing: Path, tz: str = "Asia/Seoul", results: dict[str, TableIngest] | None = None
+) -> Diagnosis:
     """Read and check every extract of `landing` as a run would; publish nothing."""
-    files = [inspect_file(SPECS[t], rel, path) for t in TABLES for rel, path in
-             find_files(landing, t)]
+    files = [
+        inspect_file(SPECS[t], rel, path) for t in TABLES for rel, path in find_files(landing, t)
+    ]
     results = results if results is not None else ingest_all(landing, tz)
     tables = {t: diagnose_table(results[t], tz) for t in TABLES if t in results}
     refused = {(r.table, r.file): r.reason for res in results.values() for r in res.refused}
@@ -279,10 +319,15 @@ def diagnose(landing: Path, tz: str = "Asia/Seoul",
 def block_cause(landing: Path, table: str, reasons: dict[str, int]) -> str:
     """The likeliest cause of one table's block from its headers alone (cheap: for the
     blocking Dagster check and a blocked run's message, which already have the counts)."""
-    files = [inspect_file(SPECS[t], rel, path) for t in TABLES for rel, path in
-             find_files(landing, t)]
+    files = [
+        inspect_file(SPECS[t], rel, path) for t in TABLES for rel, path in find_files(landing, t)
+    ]
     stub = TableDiagnosis(table, reasons=dict(reasons), blocks=True)
-    others = {t: TableDiagnosis(t, blocks=any(
-        f.table == t and (f.refused or f.missing_required) for f in files)) for t in TABLES}
+    others = {
+        t: TableDiagnosis(
+            t, blocks=any(f.table == t and (f.refused or f.missing_required) for f in files)
+        )
+        for t in TABLES
+    }
     others[table] = stub
     return likeliest_cause(stub, files, others)
