@@ -11,7 +11,13 @@ from checks.extract_checks import ingest_check_results, ingest_check_specs
 from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.ingest import TableIngest, ingest_table, missing_extract_message
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
-from pipelines.core.warehouse import read_table, replace_tables, stored_schema
+from pipelines.core.warehouse import (
+    TableDoc,
+    document_table,
+    read_table,
+    replace_tables,
+    stored_schema,
+)
 from pipelines.metadata import definition_metadata, frame_metadata, table_doc
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
@@ -27,6 +33,22 @@ CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
     quarantined_rows BIGINT,
     loaded_at TIMESTAMP
 )"""
+AUDIT_DOC = TableDoc(
+    "One row per extract table: the 'nothing lost' ledger of the run that loaded it "
+    "(delivered = used + collapsed_duplicates + quarantined).",
+    {
+        "table_name": "Extract table (contract section 1).",
+        "files": "Files read for the table (refused files not counted).",
+        "refused_files": "Files refused whole, each with its reason ('; '-separated); null "
+        "when none.",
+        "delivered_rows": "Data records delivered in the files read.",
+        "used_rows": "Rows in raw.<table>.",
+        "collapsed_duplicates": "Exact re-deliveries collapsed to their first copy.",
+        "quarantined_rows": "Rows in quarantine.<table>.",
+        "loaded_at": "Wall-clock time (UTC, like marts.publication.published_at) the table was "
+        "loaded.",
+    },
+)
 
 
 def audit_statements(result: TableIngest) -> list[tuple[str, list]]:
@@ -87,6 +109,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
                  f"quarantine.{table}": table_doc(quarantine_model)},
                 statements=audit_statements(result),
             )
+            document_table(con, AUDIT_TABLE, AUDIT_DOC)
             stored = {layer: stored_schema(con, f"{layer}.{table}")
                       for layer in ("raw", "quarantine")}
         ledger = {

@@ -75,9 +75,12 @@ def _now() -> datetime:
     name="landing_sensor",
     job=daily_job,
     minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    # Stopped until an operator starts it (Automation page): starting `dagster dev` must not
+    # republish the warehouse from whatever folder `.env` points at.
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Launches daily_job (ingest, current marts, yesterday's history) when the "
-    "content of the landing folder's extract files changes (SHA-256 per file).",
+    "content of the landing folder's extract files changes (SHA-256 per file). Stopped by "
+    "default: start it on the Automation page once PROGRESS_LANDING is the real landing folder.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, settings: ProgressSettings):
     landing = settings.landing
@@ -90,13 +93,18 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: ProgressSettin
     added = [p for p in hashes if p not in previous]
     changed = [p for p in hashes if p in previous and previous[p] != hashes[p]]
     removed = [p for p in previous if p not in hashes]
-    context.log.info(f"landing {landing}: {len(added)} added, {len(changed)} changed, "
-                     f"{len(removed)} removed")
+    context.log.info(
+        f"landing {landing}: {len(added)} added, {len(changed)} changed, {len(removed)} removed"
+    )
     run_key = run_key_for(hashes)
     request = daily_run_request(
-        _now(), run_key=run_key, trigger="landing_sensor",
-        extra_tags={"progress/landing_digest": run_key.removeprefix("landing-")[:16],
-                    "progress/landing_changes": f"+{len(added)} ~{len(changed)} -{len(removed)}"},
+        _now(),
+        run_key=run_key,
+        trigger="landing_sensor",
+        extra_tags={
+            "progress/landing_digest": run_key.removeprefix("landing-")[:16],
+            "progress/landing_changes": f"+{len(added)} ~{len(changed)} -{len(removed)}",
+        },
     )
     return dg.SensorResult(run_requests=[request], cursor=cursor_text(hashes))
 
@@ -113,8 +121,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: ProgressSettin
 def exports_after_publication(context: dg.RunStatusSensorContext):
     """One exports run per successful publishing run (the run_key makes it at most one)."""
     run = context.dagster_run
-    return dg.RunRequest(run_key=f"exports-after-{run.run_id}",
-                         tags={"progress/published_by": run.run_id})
+    return dg.RunRequest(
+        run_key=f"exports-after-{run.run_id}", tags={"progress/published_by": run.run_id}
+    )
 
 
 sensors = [landing_sensor, exports_after_publication]

@@ -62,6 +62,16 @@ def test_run_has_one_as_of_and_a_blocked_run_changes_nothing(tmp_path):
     ]
     assert summary["risk_levels"] == {"NORMAL": 0, "WARNING": 0, "DANGER": 1}
     assert summary["alerts"] == []  # DANGER since March: nothing rose today
+    # every table, and every column, carries its description (raw.ingest_audit too)
+    assert query(warehouse, "SELECT table_name FROM duckdb_tables() WHERE comment IS NULL") == []
+    assert (
+        query(
+            warehouse,
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE "
+            "comment IS NULL AND schema_name IN ('raw', 'quarantine', 'marts')",
+        )
+        == []
+    )
 
     status = runner.invoke(app, ["status", "--warehouse", str(warehouse), "--json"])
     assert status.exit_code == 0, status.output

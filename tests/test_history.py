@@ -20,7 +20,7 @@ from assets.history import DAILY_KEY, HISTORY_KEYS, history_assets
 from checks import all_checks
 from checks.history_checks import history_checks, history_violations, run_dates
 from pipelines.backfill import alerts_summary, run_backfill
-from pipelines.cli_history import alerts, backfill, print_run_alerts
+from pipelines.cli_history import alerts, alerts_table, backfill
 from pipelines.core.history import (
     HISTORY_TABLES,
     LECTURE_PROGRESS_DAILY_COLUMNS,
@@ -35,6 +35,7 @@ from pipelines.core.history_schemas import HISTORY_MODELS
 from pipelines.core.ingest import ingest_all
 from pipelines.core.marts import build_marts
 from pipelines.core.schemas import validate
+from pipelines.exit_codes import ExitCode
 from pipelines.operations import (
     HISTORY_GROUP,
     MARTS_FRESHNESS,
@@ -268,10 +269,10 @@ def test_three_day_backfill_equals_three_as_of_runs(tmp_path, monkeypatch):
     summary = alerts_summary(other, run_report.as_of)
     stored_alerts = query(warehouse, "SELECT * FROM marts.risk_alerts "
                           "WHERE as_of_date = DATE '2026-03-04'")
-    assert summary.alerts.equals(stored_alerts)
+    assert summary.alerts.drop("lecture_title").equals(stored_alerts)
     assert summary.counts == {"WARNING": 0, "DANGER": 1}
     out = Console(record=True, width=160)
-    print_run_alerts(out, other, run_report.as_of)
+    out.print(alerts_table(summary))
     printed = out.export_text()
     assert "1 DANGER" in printed and "연속 3차시 미완료" in printed
 
@@ -291,6 +292,13 @@ def test_three_day_backfill_equals_three_as_of_runs(tmp_path, monkeypatch):
                                         "2026-03-04"])
     assert result.exit_code == 0, result.output
     assert "DANGER" in result.output and "1000" in result.output
+    # a backfilled day without alerts is a day of the history: 0 alerts, and the latest one
+    for args in (["--date", "2026-03-05"], []):
+        zero = CliRunner().invoke(cli(), ["alerts", "--warehouse", str(warehouse), "--json",
+                                          *args])
+        assert zero.exit_code == 0, zero.output
+        found = json.loads(zero.stdout)
+        assert found["date"] == "2026-03-05" and found["total"] == 0 and found["alerts"] == []
 
 
 def test_backfill_cli_progress_and_one_line_errors(tmp_path, monkeypatch):
@@ -311,14 +319,14 @@ def test_backfill_cli_progress_and_one_line_errors(tmp_path, monkeypatch):
     ]:
         bad = runner.invoke(cli(), ["backfill", *args, "--landing", str(landing),
                                     "--warehouse", str(warehouse)])
-        assert bad.exit_code == 1 and message in bad.output, bad.output
+        assert bad.exit_code == ExitCode.USAGE and message in bad.output, bad.output
         assert "Traceback" not in bad.output
     missing = runner.invoke(cli(), ["backfill", "--start", "2026-03-04", "--end", "2026-03-04",
                                     "--landing", str(tmp_path / "nope"),
                                     "--warehouse", str(warehouse)])
-    assert missing.exit_code == 1 and "does not exist" in missing.output
+    assert missing.exit_code == ExitCode.USAGE and "does not exist" in missing.output
     none = runner.invoke(cli(), ["alerts", "--warehouse", str(warehouse), "--date", "2026-03-09"])
-    assert none.exit_code == 1 and "no history for 2026-03-09" in none.output
+    assert none.exit_code == ExitCode.USAGE and "no history for 2026-03-09" in none.output
 
 
 def test_history_checks_flag_disagreement(tmp_path):
