@@ -1,7 +1,8 @@
 """Backfilling the daily history through Dagster, and reading the risk alerts (no CLI here).
 
-Backfill: Dagster's own partition machinery, in-process. One ingest run (raw + quarantine and
-their checks, from the landing folder), then runs of the `history_marts` daily partitions, in
+Backfill: Dagster's own partition machinery, in-process, through the jobs the definitions
+define. One run of `ingest_job` (raw + quarantine and their checks, from the landing folder),
+then runs of `history_job` over the daily partitions, in
 chunks of `--days-per-run` dates (default 7): a one-date chunk is a run with `partition_key=D`,
 a longer one a single run over the partition range (the `dagster/asset_partition_range_start`
 / `_end` tags, exactly what `dagster asset materialize --partition-range` and a UI backfill of
@@ -29,7 +30,6 @@ import duckdb
 import polars as pl
 
 from pipelines.core.contract import TABLES
-from pipelines.core.extracts import find_files
 from pipelines.core.history import (
     alerts_since_previous_day,
     days_between,
@@ -39,8 +39,8 @@ from pipelines.core.history import (
 )
 from pipelines.core.marts import RiskThresholds
 from pipelines.exit_codes import CommandFailed, ExitCode
-from pipelines.resources import DEFAULT_TIMEZONE, ProgressSettings, WarehouseResource
-from pipelines.runner import dagster_instance, run_failure
+from pipelines.resources import DEFAULT_TIMEZONE
+from pipelines.runner import check_landing, dagster_instance, job, run_config, run_failure
 
 BACKFILL_TAG = "progress/backfill"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -103,58 +103,40 @@ def run_backfill(
 ) -> BackfillReport:
     """Ingest the landing folder, then materialize the history partitions start..end, in runs
     of at most `days_per_run` dates; `on_chunk(dates, run_id)` after each run."""
-    from assets.extracts import extract_assets
-    from assets.history import history_assets
-    from checks.extract_checks import extract_checks
-    from checks.history_checks import history_checks
     from pipelines.operations import WAREHOUSE_TAG
 
     check_range(start, end)
-    if not landing.is_dir():
-        raise BackfillFailed(f"landing folder {landing} does not exist")
-    if not any(find_files(landing, t) for t in TABLES):
-        raise BackfillFailed(f"no extracts in landing folder {landing}")
+    check_landing(landing)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     report = BackfillReport(backfill_id=uuid.uuid4().hex[:12], start=start, end=end)
-    resources = {
-        "settings": ProgressSettings(landing_dir=str(landing), timezone=timezone),
-        "warehouse": WarehouseResource(path=str(warehouse)),
-    }
     tags = {
         BACKFILL_TAG: report.backfill_id,
         "progress/backfill_range": f"{start}...{end}",
         "progress/landing": str(landing),
         WAREHOUSE_TAG: "write",
     }
-    level = "INFO" if verbose else "CRITICAL"
-    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    config = run_config(landing, warehouse, timezone, verbose=verbose)
     instance = instance or dagster_instance()
 
-    ingest = dg.materialize(
-        [*extract_assets, *extract_checks],
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-        run_config=run_config,
-        tags=tags,
+    ingest = job("ingest_job").execute_in_process(
+        run_config=config, instance=instance, raise_on_error=False, tags=tags
     )
     failure = run_failure(ingest)
     if failure:
         raise BackfillFailed(f"ingest: {failure}", failure.code)
     report.ingest_run_id = ingest.run_id
     days = days_between(start, end)
+    history = job("history_job")
     for chunk in (
         days[i : i + max(days_per_run, 1)] for i in range(0, len(days), max(days_per_run, 1))
     ):
         first, last = chunk[0].isoformat(), chunk[-1].isoformat()
         partition = {"partition_key": first} if len(chunk) == 1 else {}
         range_tags = {} if partition else {RANGE_START_TAG: first, RANGE_END_TAG: last}
-        result = dg.materialize(
-            [*history_assets, *history_checks],
-            resources=resources,
+        result = history.execute_in_process(
+            run_config=config,
             instance=instance,
             raise_on_error=False,
-            run_config=run_config,
             tags=tags | range_tags,
             **partition,
         )

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli_bench import bench
@@ -344,16 +345,16 @@ def print_diagnosis(diagnosis, out: Console) -> None:
     for f in diagnosis.files:
         notes = []
         if f.refused:
-            notes.append(f"[red]refused: {f.refused}[/]")
+            notes.append(f"[red]refused: {escape(f.refused)}[/]")
         if f.missing_required:
             notes.append("[red]missing required: " + ", ".join(f.missing_required) + "[/]")
         if f.missing_optional:
             notes.append("missing optional: " + ", ".join(f.missing_optional))
         for name, contract in f.near_misses.items():
-            notes.append(f"[yellow]'{name}' looks like '{contract}'[/]")
+            notes.append(f"[yellow]'{escape(name)}' looks like '{contract}'[/]")
         unknown = [u for u in f.unknown if u not in f.near_misses]
         if unknown:
-            notes.append("ignored: " + ", ".join(unknown))
+            notes.append("ignored: " + escape(", ".join(unknown)))
         files.add_row(
             f.file,
             f.encoding or "-",
@@ -362,23 +363,9 @@ def print_diagnosis(diagnosis, out: Console) -> None:
         )
     out.print(files)
     tables = Table(
-        "table",
-        "delivered",
-        "used",
-        "collapsed",
-        "quarantined",
-        "share",
-        "reasons (first examples: file record column = value)",
-        title="tables",
+        "table", "delivered", "used", "collapsed", "quarantined", "share", title="rows per table"
     )
     for t in diagnosis.tables.values():
-        parts = []
-        for reason, count in t.reasons.items():
-            shown = "; ".join(
-                f"{e.file} #{e.record}" + (f" {e.column} = {e.value!r}" if e.column else "")
-                for e in t.examples.get(reason, [])
-            )
-            parts.append(f"{reason} {count:,} ({shown})")
         share = f"{t.share:.1%}"
         tables.add_row(
             t.table,
@@ -387,15 +374,26 @@ def print_diagnosis(diagnosis, out: Console) -> None:
             f"{t.collapsed:,}",
             f"{t.quarantined:,}",
             f"[red]{share}[/]" if t.blocks else share,
-            "\n".join(parts),
         )
     out.print(tables)
+    out.print(
+        "quarantine by reason, first examples (file #record column = value):", highlight=False
+    )
+    for t in diagnosis.tables.values():
+        for reason, count in t.reasons.items():
+            shown = "; ".join(
+                f"{e.file} #{e.record}" + (f" {e.column} = {e.value!r}" if e.column else "")
+                for e in t.examples.get(reason, [])
+            )
+            out.print(
+                f"  {t.table} {reason} {count:,}: {escape(shown)}", highlight=False, soft_wrap=True
+            )
     if diagnosis.would_publish:
         out.print("[green]verdict: would publish[/]", highlight=False)
     else:
         out.print("[red]verdict: would block (nothing published)[/]", highlight=False)
         for line in diagnosis.blocking:
-            out.print(f"  - {line}", highlight=False, soft_wrap=True)
+            out.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

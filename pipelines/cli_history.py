@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipelines.core.landing import DEFAULT_LANDING
-from pipelines.exit_codes import ExitCode, fail, one_line
+from pipelines.exit_codes import CommandFailed, ExitCode, fail, one_line
 
 if TYPE_CHECKING:
     from pipelines.backfill import AlertsSummary
@@ -99,7 +99,6 @@ def backfill(
     date from --start to --end, each as of that day 23:59:59, through Dagster's partitions."""
     from pipelines.backfill import (
         BACKFILL_TAG,
-        BackfillFailed,
         check_range,
         parse_day,
         run_backfill,
@@ -143,7 +142,7 @@ def backfill(
             progress.update(task, description=f"history {first} .. {last}")
     except typer.Exit:
         raise
-    except BackfillFailed as exc:
+    except CommandFailed as exc:  # BackfillFailed, or bad input found by the runner
         fail(str(exc), exc.code)
     except Exception as exc:  # never a traceback to the user
         fail(one_line(exc), ExitCode.INTERNAL)

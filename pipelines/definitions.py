@@ -12,7 +12,7 @@ from assets import all_assets
 from assets.history import history_assets
 from checks import all_checks
 from checks.history_checks import history_checks
-from pipelines.operations import exports_job, history_jobs, progress_job
+from pipelines.operations import exports_job, history_jobs, ingest_job, progress_job
 from pipelines.resources import ProgressSettings, WarehouseReader, WarehouseResource
 from pipelines.schedules import schedules
 from pipelines.sensors import sensors
@@ -20,7 +20,7 @@ from pipelines.sensors import sensors
 defs = dg.Definitions(
     assets=[*all_assets, *history_assets],
     asset_checks=[*all_checks, *history_checks],
-    jobs=[progress_job, *history_jobs, exports_job],
+    jobs=[progress_job, ingest_job, *history_jobs, exports_job],
     schedules=schedules,
     sensors=sensors,
     resources={

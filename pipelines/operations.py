@@ -40,6 +40,16 @@ progress_job = dg.define_asset_job(
     run_tags=RUN_TAGS,
 )
 
+# The extracts alone: every raw and quarantine table with their checks (what `progress
+# backfill` runs before the history dates; the current marts are left as they are).
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("raw", "quarantine"),
+    description="Ingest every extract into raw and quarantine, with their checks, without "
+    "recomputing the marts (what `progress backfill` runs before the history dates).",
+    run_tags=RUN_TAGS,
+)
+
 # Every asset and check but the exports: raw -> quarantine -> current marts and views, plus one
 # date of history when the run has a partition key (the schedule and the sensor always give
 # one: yesterday). The exports follow in their own run (exports_job).

@@ -147,26 +147,30 @@ def run_failure(result) -> RunFailed | None:
 def run_config(
     landing: Path,
     warehouse: Path,
-    as_of: datetime,
     timezone: str,
-    lock_timeout: float,
+    as_of: datetime | None = None,
+    lock_timeout: float = 600.0,
     verbose: bool = False,
 ) -> dict:
     """Config of the definitions' resources for one run (overrides `.env`'s values)."""
+    settings = {"landing_dir": str(landing), "timezone": timezone}
+    if as_of is not None:
+        settings["as_of"] = as_of.isoformat(sep=" ")
     return {
         "resources": {
-            "settings": {
-                "config": {
-                    "landing_dir": str(landing),
-                    "timezone": timezone,
-                    "as_of": as_of.isoformat(sep=" "),
-                }
-            },
+            "settings": {"config": settings},
             "warehouse": {"config": {"path": str(warehouse), "lock_timeout_seconds": lock_timeout}},
             "warehouse_reader": {"config": {"path": str(warehouse)}},
         },
         "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
     }
+
+
+def job(name: str):
+    """A job exactly as the definitions define it (the one the UI shows and launches)."""
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def(name)
 
 
 def _summarize(report: RunReport, warehouse: Path) -> None:
@@ -232,16 +236,13 @@ def run_pipeline(
         else (resolve_as_of(as_of, landing, timezone)[0])
     )
     check_landing(landing)
-    from pipelines.definitions import defs
-
-    job = defs.resolve_job_def(JOB_NAME)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     instance = dagster_instance()
     run_id = str(uuid.uuid4())
     if on_event is not None:
         instance.add_event_listener(run_id, on_event)
-    result = job.execute_in_process(
-        run_config=run_config(landing, warehouse, instant, timezone, lock_timeout, verbose),
+    result = job(JOB_NAME).execute_in_process(
+        run_config=run_config(landing, warehouse, timezone, instant, lock_timeout, verbose),
         instance=instance,
         raise_on_error=False,
         run_id=run_id,
