@@ -237,3 +237,38 @@ def test_interrupt_stops_the_run_and_publishes_nothing(tmp_path):
     assert time.monotonic() - sent < 10
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not list(tmp_path.glob("wh.duckdb.*building*"))  # no staging file left behind
+
+
+def test_sigterm_stops_a_backfill(tmp_path):
+    landing = landing_with(tmp_path, **EVENTS)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "backfill",
+            "--start",
+            "2026-03-02",
+            "--end",
+            "2026-03-16",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(tmp_path / "wh.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+        env=os.environ | {"DAGSTER_HOME": ""},
+    )
+    for line in process.stderr:  # plain progress lines: the ingest run is starting
+        if line.startswith("ingest "):
+            break
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    assert time.monotonic() - sent < 10
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not list(tmp_path.glob("wh.duckdb.*building*"))
