@@ -17,6 +17,7 @@ import csv
 import io
 import math
 import numbers
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -320,29 +321,62 @@ def cell_from_text(raw: str | None, col: Col, zone: ZoneInfo) -> Cell:
 # --------------------------------------------------------------------------------------------
 
 
+def _size_and_time(path: Path) -> tuple[int, int]:
+    """A file still being written changes size or modification time while it is read."""
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
+
+
 class Refused(Exception):
     """The whole file cannot be read; the message is the reason."""
 
 
-def discover_files(landing: Path, table: str) -> list[str]:
-    """Relative posix paths of the files of `table`, in plain string order."""
+def discover_files(landing: Path, table: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Relative posix paths of the files of `table`, in plain string order, and the entries
+    refused before reading as (relative path, reason): symlinks whose target is outside the
+    landing folder or missing, and table entries that are not regular files. Links inside the
+    landing folder are followed; a folder already walked is not walked again."""
     found: list[str] = []
+    refused: list[tuple[str, str]] = []
+    root = os.path.realpath(landing)
+    walked = {root}
 
-    def counts(path: Path) -> bool:
-        rel = path.relative_to(landing)
-        if any(part.startswith(".") for part in rel.parts):
-            return False
-        return path.is_file() and path.suffix.lower() in (".csv", ".parquet")
+    def look(path: Path, rel: str, is_table_entry: bool, may_walk: bool) -> None:
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            if not os.path.exists(target):
+                if is_table_entry:
+                    refused.append((rel, "symlink_dangling"))
+                return
+            if os.path.commonpath([target, root]) != root:
+                if is_table_entry or os.path.isdir(target):
+                    refused.append((rel, "symlink_outside"))
+                return
+        if os.path.isdir(path):
+            real = os.path.realpath(path)
+            if may_walk and real not in walked:
+                walked.add(real)
+                for name in sorted(os.listdir(path)):
+                    if not name.startswith("."):
+                        counts = name.lower().endswith((".csv", ".parquet"))
+                        look(path / name, f"{rel}/{name}", counts, True)
+        elif is_table_entry and rel.lower().endswith((".csv", ".parquet")):
+            if os.path.isfile(path):
+                found.append(rel)
+            else:
+                refused.append((rel, "not_regular_file"))
 
-    for path in landing.iterdir():
-        if path.is_file() and path.stem == table and counts(path):
-            found.append(path.relative_to(landing).as_posix())
-    folder = landing / table
-    if folder.is_dir():
-        for path in folder.rglob("*"):
-            if counts(path):
-                found.append(path.relative_to(landing).as_posix())
-    return sorted(found)
+    for name in sorted(os.listdir(landing)):
+        if name.startswith("."):
+            continue
+        if name == table:
+            look(landing / name, name, True, True)
+        elif name[: len(table) + 1] == f"{table}." and name[len(table) :].lower() in (
+            ".csv",
+            ".parquet",
+        ):
+            look(landing / name, name, True, False)
+    return sorted(found), refused
 
 
 def _check_header(names: list[str], table: str) -> None:
@@ -353,6 +387,46 @@ def _check_header(names: list[str], table: str) -> None:
             if name in seen:
                 raise Refused(f"duplicate_column: {name}")
             seen.add(name)
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    """Fields may be of any length (contract section 1): the csv module's limit (128 KiB by
+    default, one setting for the whole process) is lifted only while this reads."""
+    previous = csv.field_size_limit(2**62)
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _unterminated_quote_record(text: str) -> int | None:
+    """The data record (0 = the header) in which a quoted field is still open at the end of the
+    text, else None. A quote opens a quoted field only at the start of a field; inside it, two
+    quotes are one quote and a single quote closes it (what follows is plain text). Blank lines
+    are not records."""
+    if '"' not in text:
+        return None
+    state = "start"  # start of a field | plain | quoted | quote seen inside quoted
+    records, content = 0, False
+    for char in text:
+        if state == "quoted":
+            if char == '"':
+                state = "quote_in_quoted"
+            continue
+        if state == "quote_in_quoted" and char == '"':
+            state = "quoted"
+            continue
+        if char in "\r\n":
+            if content:
+                records += 1
+            state, content = "start", False
+        elif char == ",":
+            state, content = "start", True
+        elif state == "start" and char == '"':
+            state, content = "quoted", True
+        else:
+            state, content = "plain", True
+    return records if state == "quoted" else None
 
 
 def read_csv_records(path: Path, table: str, zone: ZoneInfo) -> list[dict[str, Cell]]:
@@ -367,10 +441,12 @@ def read_csv_records(path: Path, table: str, zone: ZoneInfo) -> list[dict[str, C
         except UnicodeDecodeError:
             raise Refused("undecodable: neither UTF-8 nor CP949") from None
 
-    reader = csv.reader(io.StringIO(text, newline=""))
+    unterminated_at = _unterminated_quote_record(text)
+    if unterminated_at is not None:
+        raise Refused(f"unterminated_quote: record {unterminated_at}")
     header: list[str] | None = None
     records: list[dict[str, Cell]] = []
-    for fields in reader:
+    for fields in _csv_rows(text):
         if fields == []:  # a completely blank line is not a record
             continue
         if header is None:
@@ -460,9 +536,9 @@ def read_parquet_records(path: Path, table: str, zone: ZoneInfo) -> list[dict[st
 
     try:
         arrow_table = pq.read_table(path)
+        names = [trim(name) for name in arrow_table.schema.names]  # may not be UTF-8
     except Exception as exc:  # noqa: BLE001 - any failure to read means the file is refused
         raise Refused(f"unreadable_parquet: {type(exc).__name__}") from None
-    names = [trim(name) for name in arrow_table.schema.names]
     _check_header(names, table)
     n_rows = arrow_table.num_rows
 
@@ -593,13 +669,18 @@ def reference_ingest(
 
         # Read every file and apply checks 1-4 row by row.
         passed: list[Delivered] = []
-        for rel in discover_files(landing, table):
+        files, refused_entries = discover_files(landing, table)
+        refused.extend(refused_entries)
+        sizes = {rel: _size_and_time(landing / rel) for rel in files}
+        for rel in files:
             path = landing / rel
             try:
                 if rel.lower().endswith(".csv"):
                     records = read_csv_records(path, table, zone)
                 else:
                     records = read_parquet_records(path, table, zone)
+                if _size_and_time(path) != sizes[rel]:
+                    raise Refused("changed_while_read")
             except Refused as refusal:
                 refused.append((rel, str(refusal)))
                 continue

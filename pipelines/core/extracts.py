@@ -3,26 +3,42 @@
 Every file becomes a frame with one column per contract column plus `_source_file` and
 `_source_row`: String holding the value exactly as delivered (null when the file lacks the
 column or the field is empty), or, for a Parquet column whose native type maps onto the
-contract type, that value already typed. A file that cannot be read at all is refused whole with a reason; nothing of it
-is half-used.
+contract type, that value already typed.
+
+A file that cannot be read at all is refused whole with a one-line reason naming it, and the
+table's other files are still read: whatever its reader raises (a Polars panic included), a CSV
+ending inside a quoted field, a file that changed while it was read (still being written), a
+symlink leading outside the landing folder. Nothing of a refused file is half-used.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
+import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
+from polars.exceptions import PanicException
 
 from .contract import TableSpec
 
 EXTENSIONS = (".csv", ".parquet")
 WHITESPACE = " \t\r\n"
+
+# Fields of any length are valid (contract §1); the csv module refuses a field over 128 KiB
+# unless told otherwise, which refused valid files.
+csv.field_size_limit(sys.maxsize)
+
+# Interruptions of the process are not failures of one file and are never turned into refusals.
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 @dataclass(frozen=True)
@@ -39,34 +55,111 @@ class FileRefused(Exception):
     """A file that cannot be read at all; carries the reason shown to the user."""
 
 
-def _counts(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in EXTENSIONS
+OUTSIDE = "symlink leads outside the landing folder"
+
+
+def display_name(rel: str) -> str:
+    """A relative path as shown to users and stored in `_source_file`: bytes that are not UTF-8
+    appear as `\\xNN` and control characters (a newline in a name) as escapes, so every name is
+    one printable line whatever the file system allows."""
+    text = os.fsencode(rel).decode("utf-8", "backslashreplace")
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+def _link_problem(path: Path, landing_real: str) -> tuple[str | None, bool]:
+    """(why a symlink cannot be followed, or None; whether its target is a folder)."""
+    try:
+        real = os.path.realpath(path, strict=True)
+    except (OSError, RuntimeError):  # dangling, a loop, or unreadable
+        return "symlink leads to nothing (its target is missing, or a loop)", False
+    inside = Path(real).is_relative_to(landing_real)
+    return (None if inside else OUTSIDE), os.path.isdir(real)
+
+
+def scan(landing: Path, table: str) -> tuple[list[tuple[str, Path]], list[RefusedFile]]:
+    """The table's files as (display path relative to landing, path), in relative-path order,
+    and the entries refused before reading (symlinks leading outside the landing folder or
+    nowhere, names of the table that are not regular files).
+
+    `<table>.csv|.parquet` in the landing folder and every such file under `<table>/`;
+    names (and folders) starting with '.' are skipped. A symlink is followed when its target
+    stays inside the landing folder; a folder is walked at most once (no cycle), and a folder
+    link leading outside is refused without being walked.
+    """
+    found: list[tuple[str, Path]] = []
+    refused: list[RefusedFile] = []
+    if not landing.is_dir():
+        return found, refused
+    landing_real = os.path.realpath(landing)
+    seen_dirs = {landing_real}
+
+    def refuse(rel: str, reason: str) -> None:
+        refused.append(RefusedFile(table, display_name(rel), reason))
+
+    def visit(path: Path, rel: str, named: bool, walk: bool = True) -> None:
+        """`named`: the entry's name makes it one of the table's files or its folder; other
+        entries matter only as folders to walk. `walk`: a folder here is walked."""
+        if path.is_symlink():
+            problem, is_dir = _link_problem(path, landing_real)
+            if problem:
+                if named or is_dir:
+                    refuse(rel, problem)
+                return
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            if named:
+                refuse(rel, f"cannot be read ({exc.strerror or exc})")
+            return
+        if stat.S_ISDIR(mode):
+            if not walk:
+                return
+            real = os.path.realpath(path)
+            if real in seen_dirs:  # a cycle, or a folder already walked through another link
+                return
+            seen_dirs.add(real)
+            try:
+                entries = sorted(os.scandir(path), key=lambda e: e.name)
+            except OSError as exc:
+                refuse(rel, f"cannot be read ({exc.strerror or exc})")
+                return
+            for entry in entries:
+                if not entry.name.startswith("."):
+                    child = Path(entry.path)
+                    visit(child, f"{rel}/{entry.name}", child.suffix.lower() in EXTENSIONS)
+        elif named and path.suffix.lower() in EXTENSIONS:
+            if stat.S_ISREG(mode):
+                found.append((display_name(rel), path))
+            else:  # a pipe or a device would block or never end
+                refuse(rel, "not a regular file")
+
+    for entry in sorted(os.scandir(landing), key=lambda e: e.name):
+        path = Path(entry.path)
+        if entry.name.startswith("."):
+            continue
+        if entry.name == table:
+            visit(path, entry.name, True)
+        elif path.stem == table and path.suffix.lower() in EXTENSIONS:
+            visit(path, entry.name, True, walk=False)
+    found.sort(key=lambda item: item[0])
+    refused.sort(key=lambda item: item.file)
+    return found, refused
 
 
 def find_files(landing: Path, table: str) -> list[tuple[str, Path]]:
-    """The table's files as (path relative to landing, path), in relative-path order.
-
-    `<table>.csv|.parquet` in the landing folder and every such file under `<table>/`;
-    names (and folders) starting with '.' are skipped.
-    """
-    found: list[tuple[str, Path]] = []
-    if landing.is_dir():
-        for path in landing.iterdir():
-            if path.stem == table and not path.name.startswith(".") and _counts(path):
-                found.append((path.name, path))
-        folder = landing / table
-        if folder.is_dir():
-            for path in folder.rglob("*"):
-                rel = path.relative_to(landing)
-                if _counts(path) and not any(p.startswith(".") for p in rel.parts):
-                    found.append((rel.as_posix(), path))
-    return sorted(found, key=lambda item: item[0])
+    """The table's readable files as (path relative to landing, path), in relative-path order
+    (see `scan`)."""
+    return scan(landing, table)[0]
 
 
-def _delivered_frame(spec: TableSpec, columns: dict[str, list | pl.Series], n: int,
-                     rel: str) -> pl.DataFrame:
+def _delivered_frame(
+    spec: TableSpec, columns: dict[str, list | pl.Series], n: int, rel: str
+) -> pl.DataFrame:
     data = [
-        columns[name] if isinstance(columns.get(name), pl.Series)
+        columns[name]
+        if isinstance(columns.get(name), pl.Series)
         else pl.Series(name, columns.get(name, [None] * n), pl.String)
         for name in spec.column_names
     ]
@@ -105,13 +198,42 @@ def decode_text(data: bytes) -> str:
         ) from None
 
 
-def read_csv_file(spec: TableSpec, path: Path, rel: str) -> pl.DataFrame:
-    text = decode_text(path.read_bytes())
+def csv_records(text: str) -> list[list[str]]:
+    """The records of CSV text, header first; blank lines are not records.
+
+    The csv module, at the end of the text inside a quoted field, returns what it has as a
+    last record: the rest of the file would silently become one field. A record that needed
+    the end of the text to finish is exactly that case (any other record ends at its line
+    end), so it refuses the file, naming the data record and line where the field starts.
+    """
+    ended = False
+
+    def lines() -> Iterator[str]:
+        nonlocal ended
+        yield from io.StringIO(text, newline="")
+        ended = True
+
+    reader = csv.reader(lines())
+    records: list[list[str]] = []
+    start = 1
     try:
-        # csv skips blank lines; a record is what it yields, quoted newlines included.
-        records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+        for record in reader:
+            if ended:
+                where = f"record {len(records)}" if records else "the header"
+                raise FileRefused(
+                    f"unterminated quoted field starting at {where} (line {start}): "
+                    "the file ends inside quotes"
+                )
+            if record:
+                records.append(record)
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise FileRefused(f"malformed CSV: {exc}") from None
+        raise FileRefused(f"malformed CSV at line {reader.line_num}: {exc}") from None
+    return records
+
+
+def read_csv_file(spec: TableSpec, path: Path, rel: str) -> pl.DataFrame:
+    records = csv_records(decode_text(path.read_bytes()))
     if not records:
         raise FileRefused("empty file (no header row)")
     header, rows = records[0], records[1:]
@@ -126,6 +248,50 @@ def read_csv_file(spec: TableSpec, path: Path, rel: str) -> pl.DataFrame:
 _INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
 
 
+# Years 0001-9999 (contract §1) as seconds and days from 1970-01-01.
+_FIRST_SECOND, _END_SECOND = -62_135_596_800, 253_402_300_800
+_FIRST_DAY, _END_DAY = -719_162, 2_932_897
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _outside_years(series: pl.Series) -> pl.Series | None:
+    """For a Date or Datetime column holding a value outside the years 0001-9999, the mask of
+    those values; else None. Read from the raw ticks: a damaged file can hold any 64-bit tick,
+    and Polars' calendar operations panic on values beyond their calendar."""
+    dtype = series.dtype
+    if dtype == pl.Date:
+        low, end = _FIRST_DAY, _END_DAY
+    elif isinstance(dtype, pl.Datetime):
+        per = _PER_SECOND[dtype.time_unit or "us"]
+        low, end = max(_FIRST_SECOND * per, -(2**63)), min(_END_SECOND * per, 2**63 - 1)
+    else:
+        return None
+    ticks = series.to_physical().cast(pl.Int64)
+    outside = (ticks < low) | (ticks >= end)
+    return outside if outside.any() else None
+
+
+def _temporal_text(series: pl.Series, outside: pl.Series, tz: str) -> pl.Series:
+    """A temporal column with values outside the contract's years, as text: the others as
+    local-time text (parsed again by the CSV rules, to the same value), those as their raw
+    tick count and unit, which no rule parses (`invalid_type`, with what was delivered)."""
+    dtype = series.dtype
+    inside = series.set(outside, None)  # type: ignore[arg-type]
+    if dtype == pl.Date:
+        text, unit = inside.dt.strftime("%Y-%m-%d"), "days"
+    else:
+        if dtype.time_zone is not None:  # type: ignore[union-attr]
+            inside = inside.dt.convert_time_zone(tz).dt.replace_time_zone(None)
+        text = inside.dt.cast_time_unit("us").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
+        unit = dtype.time_unit  # type: ignore[union-attr]
+    raw = series.to_physical().cast(pl.String) + f" {unit}"
+    return (
+        pl.select(pl.when(pl.lit(outside)).then(pl.lit(raw)).otherwise(pl.lit(text)))
+        .to_series()
+        .alias(series.name)
+    )
+
+
 def _native(series: pl.Series, type_: str, tz: str) -> pl.Series:
     """A Parquet column in its contract type when its native type maps exactly, else as text.
 
@@ -134,6 +300,9 @@ def _native(series: pl.Series, type_: str, tz: str) -> pl.Series:
     rendered as the text a CSV would have carried and parsed by the CSV rules.
     """
     dtype = series.dtype
+    outside = _outside_years(series)
+    if outside is not None:
+        return _temporal_text(series, outside, tz)
     if type_ == "int" and dtype in _INTS:
         return series.cast(pl.Int64)
     if type_ == "float" and (dtype.is_numeric() and dtype != pl.UInt64):
@@ -155,6 +324,29 @@ def _native(series: pl.Series, type_: str, tz: str) -> pl.Series:
     return series.cast(pl.String)
 
 
+@contextmanager
+def _stderr_held() -> Iterator[None]:
+    """Polars reports a panic on a damaged file by printing it, with a Rust backtrace when
+    RUST_BACKTRACE is set, straight to the process's stderr before raising; no setting turns
+    that off (polars 2.1). The panic becomes a refusal with a one-line reason, so during the
+    read the stderr descriptor goes to a temporary file, replayed afterwards unless the read
+    failed (then it holds only the panic report)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed and held.tell():
+                held.seek(0)
+                os.write(2, held.read())
+
+
 def _polars_read(path: Path, positions: dict[str, int], rows: int) -> dict[str, pl.Series] | None:
     """The contract columns by Polars' own Parquet reader (at L twice as fast as pyarrow plus
     the conversion); None when it cannot read them, and pyarrow then reads the file (or
@@ -164,8 +356,10 @@ def _polars_read(path: Path, positions: dict[str, int], rows: int) -> dict[str, 
     indices = sorted(set(positions.values()))
     try:
         frame = pl.read_parquet(path, columns=indices)
-    except Exception:  # an exotic type or layout: the pyarrow path decides
-        return None
+    except _INTERRUPTS:
+        raise
+    except BaseException:  # noqa: BLE001 - an exotic layout, or a panic on damaged data
+        return None  # the pyarrow path decides
     if frame.height != rows or frame.width != len(indices):
         return None
     by_index = dict(zip(indices, frame.get_columns(), strict=True))
@@ -173,25 +367,24 @@ def _polars_read(path: Path, positions: dict[str, int], rows: int) -> dict[str, 
 
 
 def read_parquet_file(spec: TableSpec, path: Path, rel: str, tz: str) -> pl.DataFrame:
+    meta = pq.ParquetFile(path)
     try:
-        meta = pq.ParquetFile(path)
         names, rows = meta.schema_arrow.names, meta.metadata.num_rows
+    finally:
         meta.close()
-    except (pa.ArrowException, OSError) as exc:
-        raise FileRefused(f"not a readable Parquet file ({exc})") from None
     positions = _contract_positions(spec, names)
     types = {c.name: c.type for c in spec.columns}
     read = _polars_read(path, positions, rows)
     if read is None:
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as exc:
-            raise FileRefused(f"not a readable Parquet file ({exc})") from None
+        table = pq.read_table(path)
         rows = table.num_rows
     try:
         columns = {
-            name: _native(read[name] if read is not None else
-                          pl.Series(name, pl.from_arrow(table.column(i))), types[name], tz)
+            name: _native(
+                read[name] if read is not None else pl.Series(name, pl.from_arrow(table.column(i))),
+                types[name],
+                tz,
+            )
             for name, i in positions.items()
         }
     except Exception as exc:  # an exotic column type polars cannot take
@@ -199,17 +392,69 @@ def read_parquet_file(spec: TableSpec, path: Path, rel: str, tz: str) -> pl.Data
     return _delivered_frame(spec, columns, rows, rel)
 
 
+def failure_reason(exc: BaseException, path: Path, rel: str) -> str:
+    """The one-line reason a file could not be read, from whatever its reader raised."""
+    message = str(exc).replace(os.fspath(path), rel).strip().splitlines()
+    detail = message[0][:200] if message else "its reader failed"
+    if isinstance(exc, OSError) and exc.errno is not None:  # the file system's error
+        return f"cannot be read ({exc.strerror or detail})"
+    if isinstance(exc, MemoryError):
+        return "too large to read into memory"
+    if path.suffix.lower() != ".parquet":
+        return f"damaged file ({detail})"
+    if isinstance(exc, UnicodeDecodeError):
+        return "damaged Parquet file (a column name or text value is not UTF-8)"
+    if isinstance(exc, PanicException):
+        return "damaged Parquet file (its data does not match its own layout)"
+    return f"not a readable Parquet file ({detail})"
+
+
+STILL_WRITTEN = (
+    "still being written: it changed while it was read (the next run reads it once it is complete)"
+)
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
 def read_files(
     spec: TableSpec, landing: Path, tz: str
 ) -> Iterator[tuple[str, pl.DataFrame | RefusedFile]]:
-    """Each file of the table, read as delivered text, or refused with its reason."""
-    for rel, path in find_files(landing, spec.name):
+    """Each file of the table, read as delivered text, or refused with its reason, in
+    relative-path order.
+
+    Whatever reading one file raises (a reader's panic included) refuses that file only. A
+    file whose size or modification time changed between the table's discovery and the end of
+    its read is still being written: refused whole rather than half-loaded.
+    """
+    found, refused = scan(landing, spec.name)
+    signatures = {}
+    for rel, path in found:
         try:
-            if path.suffix.lower() == ".csv":
-                yield rel, read_csv_file(spec, path, rel)
-            else:
-                yield rel, read_parquet_file(spec, path, rel, tz)
+            signatures[rel] = _signature(path)
+        except OSError:
+            signatures[rel] = None
+    entries: list[tuple[str, Path | RefusedFile]] = [*found, *((r.file, r) for r in refused)]
+    for rel, entry in sorted(entries, key=lambda item: item[0]):
+        if isinstance(entry, RefusedFile):
+            yield rel, entry
+            continue
+        path = entry
+        result: pl.DataFrame | RefusedFile
+        try:
+            with _stderr_held():
+                if path.suffix.lower() == ".csv":
+                    result = read_csv_file(spec, path, rel)
+                else:
+                    result = read_parquet_file(spec, path, rel, tz)
+            if _signature(path) != signatures[rel]:
+                raise FileRefused(STILL_WRITTEN)
         except FileRefused as exc:
-            yield rel, RefusedFile(spec.name, rel, str(exc))
-        except OSError as exc:
-            yield rel, RefusedFile(spec.name, rel, f"cannot be read ({exc.strerror or exc})")
+            result = RefusedFile(spec.name, rel, str(exc))
+        except _INTERRUPTS:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure refuses this file only
+            result = RefusedFile(spec.name, rel, failure_reason(exc, path, rel))
+        yield rel, result
