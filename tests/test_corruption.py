@@ -204,7 +204,7 @@ def test_korean_excel_encodings(tmp_path, encoding, bom):
 # run is per file read, so many damaged files per folder keep the corpus at ~10 s a format)
 CORPUS = {"csv": 15, "parquet": 13}
 CSV_DAMAGE = ["flip", "truncate", "junk", "header", "encoding", "quote"]
-PARQUET_DAMAGE = ["flip", "truncate", "junk", "header", "footer"]
+PARQUET_DAMAGE = ["flip", "truncate", "junk", "header", "footer", "page", "names"]
 CORPUS_STATS: dict[str, int] = {}
 
 
@@ -225,6 +225,14 @@ def damage(data: bytes, kind: str, rng: random.Random) -> bytes:
     elif kind == "footer":  # Parquet metadata (schema, column names, offsets) at the end
         for _ in range(rng.randrange(1, 5)):
             out[len(out) - 1 - rng.randrange(min(len(out), 400))] ^= 1 << rng.randrange(8)
+    elif kind == "page":  # Parquet data pages: values, levels, dictionary indices
+        body = max(len(out) - 400, 5)
+        for _ in range(rng.randrange(1, 4)):
+            out[rng.randrange(4, body)] ^= 1 << rng.randrange(8)
+    elif kind == "names":  # a byte of a column name in the schema made non-UTF-8
+        at = [i for i in range(len(data) - 1) if data[i : i + 3] in (b"_id", b"_at", b"ion")]
+        if at:
+            out[rng.choice(at) + rng.randrange(3)] |= 0x80
     elif kind == "encoding":  # the text saved in another encoding
         text = data.decode("utf-8-sig")
         codec = rng.choice(["utf-16", "latin-1", "cp949", "utf-32", "shift_jis"])
