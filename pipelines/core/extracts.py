@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import stat
 import sys
@@ -30,6 +31,8 @@ from polars.exceptions import PanicException
 
 from .contract import TableSpec
 
+_log = logging.getLogger(__name__)
+
 EXTENSIONS = (".csv", ".parquet")
 WHITESPACE = " \t\r\n"
 
@@ -37,8 +40,10 @@ WHITESPACE = " \t\r\n"
 # unless told otherwise, which refused valid files.
 csv.field_size_limit(sys.maxsize)
 
-# Interruptions of the process are not failures of one file and are never turned into refusals.
-_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+# What reading one file may raise and still be that file's failure: any error, and a panic of
+# Polars' Rust code (a BaseException). Other BaseExceptions (Ctrl-C, exit, Dagster's run
+# interruption) stop the run and are never turned into a refusal.
+READ_FAILURES = (Exception, PanicException)
 
 
 @dataclass(frozen=True)
@@ -68,14 +73,13 @@ def display_name(rel: str) -> str:
     )
 
 
-def _link_problem(path: Path, landing_real: str) -> tuple[str | None, bool]:
-    """(why a symlink cannot be followed, or None; whether its target is a folder)."""
+def _link_target(path: Path, landing_real: str) -> tuple[Path | None, str | None]:
+    """(where a symlink leads, or None with the reason it cannot be followed)."""
     try:
-        real = os.path.realpath(path, strict=True)
+        real = Path(os.path.realpath(path, strict=True))
     except (OSError, RuntimeError):  # dangling, a loop, or unreadable
-        return "symlink leads to nothing (its target is missing, or a loop)", False
-    inside = Path(real).is_relative_to(landing_real)
-    return (None if inside else OUTSIDE), os.path.isdir(real)
+        return None, "symlink leads to nothing (its target is missing, or a loop)"
+    return (real, None) if real.is_relative_to(landing_real) else (None, OUTSIDE)
 
 
 def scan(landing: Path, table: str) -> tuple[list[tuple[str, Path]], list[RefusedFile]]:
@@ -85,8 +89,9 @@ def scan(landing: Path, table: str) -> tuple[list[tuple[str, Path]], list[Refuse
 
     `<table>.csv|.parquet` in the landing folder and every such file under `<table>/`;
     names (and folders) starting with '.' are skipped. A symlink is followed when its target
-    stays inside the landing folder; a folder is walked at most once (no cycle), and a folder
-    link leading outside is refused without being walked.
+    stays inside the landing folder (and the file is then read at the checked target); a
+    folder is walked at most once (no cycle), and a link leading outside is refused without
+    being read or walked.
     """
     found: list[tuple[str, Path]] = []
     refused: list[RefusedFile] = []
@@ -94,55 +99,52 @@ def scan(landing: Path, table: str) -> tuple[list[tuple[str, Path]], list[Refuse
         return found, refused
     landing_real = os.path.realpath(landing)
     seen_dirs = {landing_real}
-
-    def refuse(rel: str, reason: str) -> None:
-        refused.append(RefusedFile(table, display_name(rel), reason))
-
-    def visit(path: Path, rel: str, named: bool, walk: bool = True) -> None:
-        """`named`: the entry's name makes it one of the table's files or its folder; other
-        entries matter only as folders to walk. `walk`: a folder here is walked."""
+    # (path, relative name, the table's file or folder by its name, a folder here is walked)
+    pending: list[tuple[Path, str, bool, bool]] = []
+    for entry in list(os.scandir(landing)):
+        path = Path(entry.path)
+        if entry.name == table:
+            pending.append((path, entry.name, True, True))
+        elif path.stem == table and path.suffix.lower() in EXTENSIONS:
+            pending.append((path, entry.name, True, False))
+    while pending:
+        path, rel, named, walk = pending.pop()
         if path.is_symlink():
-            problem, is_dir = _link_problem(path, landing_real)
-            if problem:
-                if named or is_dir:
-                    refuse(rel, problem)
-                return
+            target, problem = _link_target(path, landing_real)
+            if target is None:
+                # only links that could hold the table's rows are reported
+                if named or os.path.isdir(path):
+                    refused.append(RefusedFile(table, display_name(rel), problem or OUTSIDE))
+                continue
+            path = target
         try:
             mode = path.stat().st_mode
         except OSError as exc:
             if named:
-                refuse(rel, f"cannot be read ({exc.strerror or exc})")
-            return
-        if stat.S_ISDIR(mode):
-            if not walk:
-                return
+                reason = f"cannot be read ({exc.strerror or exc})"
+                refused.append(RefusedFile(table, display_name(rel), reason))
+            continue
+        if stat.S_ISDIR(mode) and walk:
             real = os.path.realpath(path)
             if real in seen_dirs:  # a cycle, or a folder already walked through another link
-                return
+                continue
             seen_dirs.add(real)
             try:
-                entries = sorted(os.scandir(path), key=lambda e: e.name)
+                entries = list(os.scandir(path))
             except OSError as exc:
-                refuse(rel, f"cannot be read ({exc.strerror or exc})")
-                return
+                reason = f"cannot be read ({exc.strerror or exc})"
+                refused.append(RefusedFile(table, display_name(rel), reason))
+                continue
             for entry in entries:
                 if not entry.name.startswith("."):
                     child = Path(entry.path)
-                    visit(child, f"{rel}/{entry.name}", child.suffix.lower() in EXTENSIONS)
-        elif named and path.suffix.lower() in EXTENSIONS:
+                    counts = child.suffix.lower() in EXTENSIONS
+                    pending.append((child, f"{rel}/{entry.name}", counts, True))
+        elif named and not stat.S_ISDIR(mode) and Path(rel).suffix.lower() in EXTENSIONS:
             if stat.S_ISREG(mode):
                 found.append((display_name(rel), path))
             else:  # a pipe or a device would block or never end
-                refuse(rel, "not a regular file")
-
-    for entry in sorted(os.scandir(landing), key=lambda e: e.name):
-        path = Path(entry.path)
-        if entry.name.startswith("."):
-            continue
-        if entry.name == table:
-            visit(path, entry.name, True)
-        elif path.stem == table and path.suffix.lower() in EXTENSIONS:
-            visit(path, entry.name, True, walk=False)
+                refused.append(RefusedFile(table, display_name(rel), "not a regular file"))
     found.sort(key=lambda item: item[0])
     refused.sort(key=lambda item: item.file)
     return found, refused
@@ -332,7 +334,11 @@ def _stderr_held() -> Iterator[None]:
     read the stderr descriptor goes to a temporary file, replayed afterwards unless the read
     failed (then it holds only the panic report)."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # the process has no stderr: nothing to hold back
+        yield
+        return
     failed = True
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
@@ -355,10 +361,9 @@ def _polars_read(path: Path, positions: dict[str, int], rows: int) -> dict[str, 
         return None
     indices = sorted(set(positions.values()))
     try:
-        frame = pl.read_parquet(path, columns=indices)
-    except _INTERRUPTS:
-        raise
-    except BaseException:  # noqa: BLE001 - an exotic layout, or a panic on damaged data
+        with _stderr_held():  # a panic here is not the file's end: pyarrow may still read it
+            frame = pl.read_parquet(path, columns=indices)
+    except READ_FAILURES:  # an exotic layout, or a panic on damaged data
         return None  # the pyarrow path decides
     if frame.height != rows or frame.width != len(indices):
         return None
@@ -400,7 +405,7 @@ def failure_reason(exc: BaseException, path: Path, rel: str) -> str:
         return f"cannot be read ({exc.strerror or detail})"
     if isinstance(exc, MemoryError):
         return "too large to read into memory"
-    if path.suffix.lower() != ".parquet":
+    if Path(rel).suffix.lower() != ".parquet":
         return f"damaged file ({detail})"
     if isinstance(exc, UnicodeDecodeError):
         return "damaged Parquet file (a column name or text value is not UTF-8)"
@@ -441,11 +446,11 @@ def read_files(
         if isinstance(entry, RefusedFile):
             yield rel, entry
             continue
-        path = entry
+        path = entry  # a link's checked target: the name (`rel`) tells the format
         result: pl.DataFrame | RefusedFile
         try:
             with _stderr_held():
-                if path.suffix.lower() == ".csv":
+                if Path(rel).suffix.lower() == ".csv":
                     result = read_csv_file(spec, path, rel)
                 else:
                     result = read_parquet_file(spec, path, rel, tz)
@@ -453,8 +458,7 @@ def read_files(
                 raise FileRefused(STILL_WRITTEN)
         except FileRefused as exc:
             result = RefusedFile(spec.name, rel, str(exc))
-        except _INTERRUPTS:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - any failure refuses this file only
+        except READ_FAILURES as exc:  # any failure refuses this file only
+            _log.debug("%s: refused", rel, exc_info=True)  # the details, for whoever debugs
             result = RefusedFile(spec.name, rel, failure_reason(exc, path, rel))
         yield rel, result
