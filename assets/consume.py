@@ -25,6 +25,7 @@ import duckdb
 from pydantic import Field
 
 from pipelines.core.exports import ExportError, read_snapshot, write_export
+from pipelines.core.paths import UnsafePath, check_output
 from pipelines.core.views import VIEWS, View, create_views
 from pipelines.metadata import preview
 from pipelines.operations import EXPORTS_GROUP
@@ -195,18 +196,19 @@ def academy_exports(context: dg.AssetExecutionContext, config: ExportConfig,
     source = warehouse_file(warehouse_reader)
     out = export_folder(config.out_dir, source)
     try:
+        check_output(out, source)  # never onto the warehouse, never into the landing folder
         # The published file, read-only and without the writer lock; when this same run also
         # computed the marts, they are still in its staging file, so read that instead.
         with warehouse_reader.connection(staging=marts_computed_in_this_run(context)) as con:
             snapshot = read_snapshot(con, f"warehouse {source}")
             manifest = write_export(snapshot, out, run_id=context.run.run_id,
                                     source=str(source))
-    except (ExportError, FileNotFoundError) as exc:
+    except (ExportError, FileNotFoundError, UnsafePath) as exc:
         raise dg.Failure(description=str(exc)) from exc
     context.log.info(f"exported {len(manifest['files'])} files to {out}")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(out.resolve())),
-        "manifest": dg.MetadataValue.path(str((out / "manifest.json").resolve())),
+        "path": dg.MetadataValue.path(str(out.absolute())),
+        "manifest": dg.MetadataValue.path(str((out / "manifest.json").absolute())),
         "as_of": manifest["as_of"] or "",
         "schema_version": manifest["schema_version"],
         "academies": dg.MetadataValue.json(manifest["academies"]),

@@ -1,117 +1,177 @@
-"""Checks on the raw and quarantine layers: schema, quarantine share, nothing lost.
+"""Checks on the raw and quarantine layers: schema, the publication gate, nothing lost.
 
 `raw_schema` and `quarantine_schema` are reported by the ingest asset itself (`ingest_checks`
 gives their specs and results): it validates each frame in memory, right before writing it,
 then compares the stored column types; a second read of a 50M-row table would cost more than
 the ingest. The others are separate checks on the audit ledger and the stored row counts.
-"""
 
+The publication gate (contract §1, §2; rules in `pipelines.core.gate`) is two blocking checks
+on every table of the contract: `quarantine_share` (more than 5% and at least 5 rows
+quarantined) and `extract_delivered` (a refused file). Failing with ERROR severity, either
+makes the run publish nothing (see `pipelines.resources.WarehouseResource`).
+"""
 
 import dagster as dg
 import polars as pl
 
-from pipelines.core.contract import SPECS, TABLES
+from pipelines.core import gate
+from pipelines.core.contract import TABLES
 from pipelines.core.ingest import TableIngest, missing_extract_message
 from pipelines.core.schemas import RAW_MODELS, quarantine_models
 from pipelines.pandera_checks import schema_check_result
 from pipelines.resources import WarehouseResource
 
-WARN_SHARE = 0.01  # any table: warn above 1% of delivered rows quarantined
-BLOCK_SHARE = 0.05  # event tables: above 5% is a broken extract; the marts are not refreshed
-
 
 def _audit(warehouse: WarehouseResource, table: str) -> dict:
     with warehouse.read_connection() as con:
-        row = con.execute(
-            "SELECT * FROM raw.ingest_audit WHERE table_name = ?", [table]
-        ).pl().to_dicts()
+        row = (
+            con.execute("SELECT * FROM raw.ingest_audit WHERE table_name = ?", [table])
+            .pl()
+            .to_dicts()
+        )
         counts = con.execute(
             f"SELECT (SELECT count(*) FROM raw.{table}), (SELECT count(*) FROM quarantine.{table})"
         ).fetchone()
     return row[0] | {"raw_count": counts[0], "quarantine_count": counts[1]}
 
 
-def quarantine_share_outcome(table: str, quarantined: int, delivered: int) -> dg.AssetCheckResult:
-    """Pass below 1%; warn above; for event tables fail (ERROR, blocking the marts) above 5%."""
-    share = quarantined / delivered if delivered else 0.0
-    metadata = {"quarantined_rows": quarantined, "delivered_rows": delivered,
-                "quarantine_share": round(share, 6)}
-    if SPECS[table].is_event and share > BLOCK_SHARE:
+def quarantine_share_outcome(
+    table: str, quarantined: int, delivered: int, reason: str | None = None, file: str | None = None
+) -> dg.AssetCheckResult:
+    """Pass up to 1%; warn above; fail (ERROR: nothing is published) when the gate blocks.
+    `reason` and `file`: the table's most frequent quarantine reason and source file."""
+    metadata = {
+        "quarantined_rows": quarantined,
+        "delivered_rows": delivered,
+        "quarantine_share": round(gate.share(quarantined, delivered), 6),
+    }
+    if gate.blocks(quarantined, delivered):
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
-            description=f"{table}: {share:.1%} of delivered rows quarantined (> 5%): "
-            "broken extract, marts not refreshed",
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+            description=gate.blocked_message(table, quarantined, delivered, reason, file),
         )
-    if share > WARN_SHARE:
+    if gate.warns(quarantined, delivered):
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-            description=f"{table}: {share:.1%} of delivered rows quarantined (> 1%)",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=gate.warned_message(table, quarantined, delivered),
         )
     return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+
+def _mostly(warehouse: WarehouseResource, table: str) -> tuple[str | None, str | None]:
+    """The most frequent (reason, source file) of a table's quarantine."""
+    with warehouse.read_connection() as con:
+        found = con.execute(
+            f"SELECT _reason, _source_file FROM quarantine.{table} GROUP BY ALL "
+            "ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+        ).fetchone()
+    return (found[0], found[1]) if found else (None, None)
 
 
 def ingest_check_specs(table: str) -> list[dg.AssetCheckSpec]:
     """The schema checks the ingest asset of `table` reports itself."""
     return [
         dg.AssetCheckSpec(
-            "raw_schema", asset=dg.AssetKey(["raw", table]), blocking=True,
+            "raw_schema",
+            asset=dg.AssetKey(["raw", table]),
+            blocking=True,
             description="Every row matches the contract types, ranges and key (validated in "
             "memory before writing), and the stored columns have the contract's types.",
         ),
         dg.AssetCheckSpec(
-            "quarantine_schema", asset=dg.AssetKey(["quarantine", table]),
+            "quarantine_schema",
+            asset=dg.AssetKey(["quarantine", table]),
             description="Quarantined rows carry a known reason, file and record number; the "
             "stored columns have the quarantine's types.",
         ),
     ]
 
 
-def ingest_check_results(result: TableIngest, stored: dict[str, pl.Schema]
-                         ) -> list[dg.AssetCheckResult]:
+def ingest_check_results(
+    result: TableIngest, stored: dict[str, pl.Schema]
+) -> list[dg.AssetCheckResult]:
     """raw_schema and quarantine_schema of one ingested table; `stored` maps `raw` and
     `quarantine` to the column types of the tables as written to DuckDB."""
     table = result.table
     return [
-        schema_check_result(RAW_MODELS[table], result.raw, stored=stored["raw"],
-                            asset_key=dg.AssetKey(["raw", table]), check_name="raw_schema"),
-        schema_check_result(quarantine_models()[table], result.quarantine,
-                            stored=stored["quarantine"],
-                            asset_key=dg.AssetKey(["quarantine", table]),
-                            check_name="quarantine_schema"),
+        schema_check_result(
+            RAW_MODELS[table],
+            result.raw,
+            stored=stored["raw"],
+            asset_key=dg.AssetKey(["raw", table]),
+            check_name="raw_schema",
+        ),
+        schema_check_result(
+            quarantine_models()[table],
+            result.quarantine,
+            stored=stored["quarantine"],
+            asset_key=dg.AssetKey(["quarantine", table]),
+            check_name="quarantine_schema",
+        ),
     ]
 
 
 def build_extract_checks(table: str) -> list[dg.AssetChecksDefinition]:
     raw_key = dg.AssetKey(["raw", table])
 
-    @dg.asset_check(asset=raw_key, name="quarantine_share", blocking=True,
-                    description="Share of delivered rows quarantined: warn > 1%; event tables "
-                    "fail > 5% and block the marts.")
+    @dg.asset_check(
+        asset=raw_key,
+        name="quarantine_share",
+        blocking=True,
+        description="Share of delivered rows quarantined: warn > 1%; more than 5% "
+        "and at least 5 rows is a broken extract: the run publishes nothing.",
+    )
     def quarantine_share(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         audit = _audit(warehouse, table)
-        return quarantine_share_outcome(table, audit["quarantined_rows"], audit["delivered_rows"])
+        quarantined, delivered = audit["quarantined_rows"], audit["delivered_rows"]
+        mostly = _mostly(warehouse, table) if gate.blocks(quarantined, delivered) else ()
+        return quarantine_share_outcome(table, quarantined, delivered, *mostly)
 
-    @dg.asset_check(asset=raw_key, name="rows_conserved", blocking=True,
-                    description="delivered = used + collapsed duplicates + quarantined.")
+    @dg.asset_check(
+        asset=raw_key,
+        name="rows_conserved",
+        blocking=True,
+        description="delivered = used + collapsed duplicates + quarantined.",
+    )
     def rows_conserved(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         a = _audit(warehouse, table)
         accounted = a["raw_count"] + a["collapsed_duplicates"] + a["quarantine_count"]
         passed = accounted == a["delivered_rows"] and a["raw_count"] == a["used_rows"]
         return dg.AssetCheckResult(
             passed=passed,
-            metadata={"delivered": a["delivered_rows"], "used": a["raw_count"],
-                      "collapsed": a["collapsed_duplicates"], "quarantined": a["quarantine_count"]},
+            metadata={
+                "delivered": a["delivered_rows"],
+                "used": a["raw_count"],
+                "collapsed": a["collapsed_duplicates"],
+                "quarantined": a["quarantine_count"],
+            },
         )
 
-    @dg.asset_check(asset=raw_key, name="extract_delivered",
-                    description="At least one readable file was delivered for the table; warns "
-                    "when it was ingested empty because nothing came or every file was refused.")
+    @dg.asset_check(
+        asset=raw_key,
+        name="extract_delivered",
+        blocking=True,
+        description="Every delivered file was readable: a refused file fails "
+        "(nothing is published); warns when nothing was delivered for the table.",
+    )
     def extract_delivered(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         audit = _audit(warehouse, table)
+        if audit["refused_files"]:
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=gate.refused_message(audit["refused_files"]),
+                metadata={"files": audit["files"], "refused_files": audit["refused_files"]},
+            )
         if audit["files"]:
             return dg.AssetCheckResult(passed=True, metadata={"files": audit["files"]})
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
             description=missing_extract_message(table, audit["refused_files"]),
             metadata={"files": 0, "refused_files": audit["refused_files"] or ""},
         )

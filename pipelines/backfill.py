@@ -121,7 +121,7 @@ def run_backfill(
     ingest = job("ingest_job").execute_in_process(
         run_config=config, instance=instance, raise_on_error=False, tags=tags
     )
-    failure = run_failure(ingest)
+    failure = run_failure(ingest, warehouse)
     if failure:
         raise BackfillFailed(f"ingest: {failure}", failure.code)
     report.ingest_run_id = ingest.run_id
@@ -140,7 +140,7 @@ def run_backfill(
             tags=tags | range_tags,
             **partition,
         )
-        failure = run_failure(result)
+        failure = run_failure(result, warehouse)
         if failure:
             done = f" ({len(report.runs)} earlier dates kept)" if report.runs else ""
             span = first if len(chunk) == 1 else f"{first} .. {last}"

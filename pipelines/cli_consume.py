@@ -19,6 +19,9 @@ err = Console(stderr=True)
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 DEFAULT_EXPORTS = Path("data/exports")
 DEFAULT_REPORT = Path("data/report.html")
+LANDING_HELP = (
+    "Landing folder the output must stay out of; default $PROGRESS_LANDING, else data/landing."
+)
 
 
 def _fail(message: str) -> None:
@@ -32,17 +35,23 @@ def _one_line(exc: BaseException) -> str:
 
 
 def export(
-    warehouse: Annotated[Path, typer.Option(
-        help="DuckDB warehouse file to export (opened read-only).")] = DEFAULT_WAREHOUSE,
-    out: Annotated[Path, typer.Option(
-        help="Export folder; replaced atomically as a whole (an existing folder that is not an "
-        "export is refused).")] = DEFAULT_EXPORTS,
+    warehouse: Annotated[
+        Path, typer.Option(help="DuckDB warehouse file to export (opened read-only).")
+    ] = DEFAULT_WAREHOUSE,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Export folder: a link switched atomically to each new whole export (a folder or "
+            "file that is not an export of this command is refused)."
+        ),
+    ] = DEFAULT_EXPORTS,
+    landing: Annotated[Path | None, typer.Option(help=LANDING_HELP)] = None,
 ) -> None:
     """Export every mart and analyst view per academy (Parquet + CSV with BOM) with a manifest."""
     from pipelines.core.exports import ExportError, export_warehouse
 
     try:
-        manifest = export_warehouse(warehouse, out)
+        manifest = export_warehouse(warehouse, out, landing=landing)
     except ExportError as exc:
         _fail(str(exc))
     except Exception as exc:  # never a traceback to the user
@@ -56,22 +65,36 @@ def export(
         table.add_row(name, f"{count:,}")
     console.print(table)
     academies = ", ".join(map(str, manifest["academies"])) or "none"
-    console.print(f"as of {manifest['as_of'] or '-'} · academies {academies} · "
-                  f"{len(manifest['files'])} files · {out / 'manifest.json'}", highlight=False,
-                  soft_wrap=True)
+    console.print(
+        f"as of {manifest['as_of'] or '-'} · academies {academies} · "
+        f"{len(manifest['files'])} files · {out / 'manifest.json'}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def report(
-    academy: Annotated[int | None, typer.Option(
-        help="Academy id to report on; default every academy.")] = None,
-    out: Annotated[Path, typer.Option(
-        help="HTML file to write (one self-contained page that opens offline).")
+    academy: Annotated[
+        int | None, typer.Option(help="Academy id to report on; default every academy.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="HTML file to write (one self-contained page that opens offline).")
     ] = DEFAULT_REPORT,
-    warehouse: Annotated[Path, typer.Option(
-        help="DuckDB warehouse file (opened read-only).")] = DEFAULT_WAREHOUSE,
+    warehouse: Annotated[
+        Path, typer.Option(help="DuckDB warehouse file (opened read-only).")
+    ] = DEFAULT_WAREHOUSE,
+    landing: Annotated[Path | None, typer.Option(help=LANDING_HELP)] = None,
 ) -> None:
     """Write the report for directors: students at risk, clinic queue, completion, risk trend,
     rule evaluation (one offline HTML page; docs/directors.md says what each part means)."""
+    from pipelines.core.paths import UnsafePath, check_output
+
+    try:
+        check_output(out, warehouse, landing)
+    except UnsafePath as exc:
+        _fail(str(exc))
+    if out.is_dir():
+        _fail(f"--out {out} is a folder; give the HTML file to write")
     try:
         from pipelines.report import ReportError, write_report
     except ImportError as exc:
@@ -83,7 +106,11 @@ def report(
     except Exception as exc:  # never a traceback to the user
         _fail(_one_line(exc))
     scope = f"academy {academy}" if academy is not None else "every academy"
-    console.print(f"report for {scope} as of {result.as_of or '-'} -> {result.path} "
-                  f"({len(result.charts)} charts)", highlight=False, soft_wrap=True)
+    console.print(
+        f"report for {scope} as of {result.as_of or '-'} -> {result.path} "
+        f"({len(result.charts)} charts)",
+        highlight=False,
+        soft_wrap=True,
+    )
     for title in result.notes:
         console.print(f"  no data for: {title}", highlight=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from pydantic import PrivateAttr
 from pipelines.core import publish
 from pipelines.core.marts import RiskThresholds
 from pipelines.core.parse import parse_instant
+from pipelines.core.paths import resolve_warehouse
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
 # Dagster concurrency pool of every asset that writes the warehouse (see dagster.yaml).
@@ -49,12 +50,79 @@ class ProgressSettings(dg.ConfigurableResource):
         return RiskThresholds(warning=self.warning_streak, danger=self.danger_streak)
 
 
-class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse, written through a staging copy and published atomically.
+INTERRUPTED = "the run was interrupted; nothing published"
+_INTERRUPTS = ("KeyboardInterrupt", "DagsterExecutionInterruptedError", "SystemExit")
 
-    For the whole run the resource holds the one-writer lock; every connection it hands out
-    is to the staging file, and when the run ends whatever it wrote is published with one
-    rename, with a `marts.publication` row. Readers open `path` read-only at any time.
+
+def _root_message(error, warehouse: Path | None = None) -> str:
+    """The innermost error's first line, without a `module.Class: ` prefix; a full disk and
+    an interrupt in the user's words."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    if error is not None and getattr(error, "cls_name", None) in _INTERRUPTS:
+        return INTERRUPTED
+    lines = [line for line in (error.message if error else "").splitlines() if line.strip()]
+    message = lines[0].strip() if lines else "failed"
+    if warehouse is not None and publish.disk_full(message):
+        return publish.disk_full_message(warehouse)
+    head, _, rest = message.partition(": ")
+    return rest if rest and "." in head and " " not in head else message
+
+
+def first_cause(events: Iterable[dg.DagsterEvent], warehouse: Path | None = None) -> str | None:
+    """Why a run must not publish, from its events: the first failed check of ERROR severity
+    (a gate), else the first error (a failed step, an interrupt, a resource that could not
+    start). None when there is neither."""
+    events = list(events)
+    for event in events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                return evaluation.description or f"check {evaluation.check_name} failed"
+    for event in events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            return _root_message(error, warehouse)
+    return None
+
+
+def run_outcome(context: dg.InitResourceContext, warehouse: Path) -> str | None:
+    """None when the run succeeded so far: every step of its plan reported success and no
+    check of ERROR severity failed; else the first cause in the user's words."""
+    instance, run = context.instance, context.run
+    if instance is None or run is None:  # used outside a run: nothing to judge
+        return None
+    events = [
+        entry.dagster_event
+        for entry in instance.all_logs(run.run_id)
+        if entry.dagster_event is not None
+    ]
+    cause = first_cause(events, warehouse)
+    if cause is not None:
+        return cause
+    planned = run.step_keys_to_execute
+    if planned is None and run.execution_plan_snapshot_id:
+        snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        planned = snapshot.step_keys_to_execute
+    done = {e.step_key for e in events if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
+    unfinished = [key for key in planned or [] if key not in done]
+    return f"step {unfinished[0]} did not finish; nothing published" if unfinished else None
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse, written through a staging copy and published atomically, only
+    when the run succeeded.
+
+    For the whole run the resource holds the one-writer lock, and every connection it hands
+    out is to the staging file. When the run ends, the resource reads the run's own event log
+    (`run_outcome`): if every step of the run's plan succeeded and no check of ERROR severity
+    failed (the quarantine gate, a refused file, a schema), it publishes what the run wrote with
+    one rename and a `marts.publication` row. Otherwise (a failed or skipped step, a failed
+    gate, an interrupt, a failure while publishing) the build is kept aside as the rejected
+    build (`pipelines.core.publish.reject`) and the published file is not touched. Deciding in
+    the resource rather than in a terminal asset covers every job and every UI selection that
+    writes the warehouse (progress_job, daily_job, history_job, backfills), and checks that run
+    after the last asset. Readers open `path` read-only at any time.
     """
 
     path: str
@@ -72,7 +140,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def published(self) -> Path:
-        return Path(self.path)
+        """The real warehouse file (symlinks resolved before any companion path is derived)."""
+        return resolve_warehouse(self.path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run.run_id if context.run else ""
@@ -80,22 +149,53 @@ class WarehouseResource(dg.ConfigurableResource):
         if context.log:
             context.log.info(f"waiting for the writer lock of {self.published}")
         publish.acquire(self._lock, self.published, self.lock_timeout_seconds)
-        publish.begin_staging(self.published)
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         try:
-            if self._wrote:
+            aside = publish.begin_staging(self.published, self._run_id)
+        except BaseException:
+            self._lock.release()
+            raise
+        if aside is not None and context.log:
+            context.log.warning(publish.stale_log_warning(self.published, aside))
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[WarehouseResource]:
+        self.setup_for_execution(context)
+        completed = False
+        try:
+            yield self
+            completed = True
+        finally:
+            self.finish(context, completed)
+
+    def finish(self, context: dg.InitResourceContext, completed: bool) -> None:
+        """Publish the build if the run succeeded, else keep it aside as the rejected build;
+        always release the writer lock. A failure to publish is raised with one line."""
+        try:
+            cause = run_outcome(context, self.published) if completed else INTERRUPTED
+            if cause is None and self._wrote:
                 marts = self._marts or publish.Publication(self._run_id, None, False, {})
-                publish.publish(self.published, marts)
-            else:
+                try:
+                    publish.publish(self.published, marts, self._run_id)
+                except (publish.PublishFailed, publish.WarehouseHeld) as exc:
+                    publish.reject(self.published, self._run_id, str(exc))
+                    if context.log:
+                        context.log.error(f"nothing published: {exc}")
+                    raise
+            elif cause is None:
                 publish.discard_staging(self.published)
+            else:
+                publish.reject(self.published, self._run_id, cause)
+                if context.log:
+                    context.log.error(f"nothing published: {cause}")
         finally:
             if self._lock is not None:
                 self._lock.release()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(publish.staging_path(self.published)), config={
-            "memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads})
+        return duckdb.connect(
+            str(publish.staging_path(self.published)),
+            config={"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads},
+        )
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -135,7 +235,7 @@ class WarehouseReader(dg.ConfigurableResource):
     def connection(self, staging: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """The published file read-only, or with `staging` this run's own staging file (the
         marts computed earlier in the same run, not yet published)."""
-        published = Path(self.path)
+        published = resolve_warehouse(self.path)
         target = publish.staging_path(published) if staging else published
         if not target.exists():
             raise FileNotFoundError(f"warehouse {target} does not exist; run `progress run` first")

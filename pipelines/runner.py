@@ -121,10 +121,11 @@ def _errors(result):
             yield event, error
 
 
-def run_failure(result) -> RunFailed | None:
+def run_failure(result, warehouse: Path | None = None) -> RunFailed | None:
     """Why a run did not publish, with its exit code: a failed ERROR check (BLOCKED), the
-    writer lock not obtained (BUSY), else the first error's root cause (INTERNAL). An
-    interrupted run raises Interrupted."""
+    writer lock not obtained or the warehouse held read-write by another program (BUSY), else
+    the first error's root cause (INTERNAL; a full disk as `disk full while writing <dir>`).
+    An interrupted run raises Interrupted."""
     import dagster as dg
 
     for _, error in _errors(result):
@@ -139,8 +140,13 @@ def run_failure(result) -> RunFailed | None:
                 evaluation.description or f"check {evaluation.check_name} failed", ExitCode.BLOCKED
             )
     for _, error in _errors(result):
-        code = ExitCode.BUSY if _root(error).cls_name == "WriterBusy" else ExitCode.INTERNAL
-        return RunFailed(_root_message(error), code)
+        busy = _root(error).cls_name in ("WriterBusy", "WarehouseHeld")
+        message = _root_message(error)
+        if warehouse is not None:
+            from pipelines.core.publish import disk_full, disk_full_message
+
+            message = disk_full_message(warehouse) if disk_full(message) else message
+        return RunFailed(message, ExitCode.BUSY if busy else ExitCode.INTERNAL)
     return None if result.success else RunFailed("the Dagster run failed")
 
 
@@ -252,12 +258,17 @@ def run_pipeline(
             "progress/trigger": "cli",
         },
     )
-    failure = run_failure(result)
+    failure = run_failure(result, warehouse)
     if failure:
         raise failure
     report = RunReport(run_id=result.run_id, as_of=instant)
     report.warnings = [
         e.description or e.check_name for e in result.get_asset_check_evaluations() if not e.passed
     ]
+    from pipelines.core.publish import stale_log, stale_log_warning
+
+    aside = stale_log(warehouse, result.run_id)  # a write-ahead log no run wrote, set aside
+    if aside is not None:
+        report.warnings.append(stale_log_warning(warehouse, aside))
     _summarize(report, warehouse)
     return report

@@ -390,7 +390,9 @@ def test_export_replaces_atomically_and_refuses_foreign_folders(warehouse, tmp_p
     second = export_warehouse(warehouse, out, run_id="b")
     assert json.loads((out / "manifest.json").read_text())["run_id"] == "b"
     assert [f["sha256"] for f in first["files"]] == [f["sha256"] for f in second["files"]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"]  # no temp folders left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".exports.versions", "exports"]
+    assert not [p for p in (tmp_path / ".exports.versions").iterdir()
+                if p.name.startswith(".tmp-")]  # no temp folders left
 
     calls = {"n": 0}
     real = exports_module._write_csv
@@ -406,7 +408,9 @@ def test_export_replaces_atomically_and_refuses_foreign_folders(warehouse, tmp_p
         export_warehouse(warehouse, out, run_id="c")
     monkeypatch.undo()
     assert json.loads((out / "manifest.json").read_text())["run_id"] == "b"  # old one intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".exports.versions", "exports"]
+    assert not [p for p in (tmp_path / ".exports.versions").iterdir()
+                if p.name.startswith(".tmp-")]
 
     foreign = tmp_path / "mine"
     foreign.mkdir()

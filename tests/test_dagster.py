@@ -13,6 +13,7 @@ import pytest
 from assets import core_assets
 from checks import all_checks
 from pipelines.core.contract import TABLES
+from pipelines.core.paths import rejected_path
 from pipelines.core.warehouse import replace_tables
 from pipelines.definitions import defs
 from pipelines.resources import ProgressSettings, WarehouseResource
@@ -88,23 +89,34 @@ def test_materialize_everything_into_duckdb(tmp_path):
                  "WHERE session_id = 102 AND reason = 'AUTO_FAILED'") == [(True, "보충 확정")]
 
 
-def test_broken_event_extract_blocks_marts_and_keeps_previous(tmp_path):
+def test_broken_event_extract_publishes_nothing(tmp_path):
     warehouse = tmp_path / "wh.duckdb"
     good = landing_with(tmp_path / "good", **EVENTS)
     run_pipeline(good, warehouse, AS_OF)
     before = query(warehouse, "SELECT * FROM marts.session_progress ORDER BY ALL")
-    # 2 of 3 attendance rows bad (67% > 5%): raw and quarantine written, marts left alone
+    # 5 of 6 attendance rows bad (> 5% and >= 5 rows): the run publishes nothing at all
     bad = landing_with(tmp_path / "bad", **{**EVENTS, "attendance": [
-        "1000,101,online,2026-03-02", "1000,101,ONLINE,x", "1000,101,online,"]})
+        "1000,101,online,2026-03-02", *(f"1000,101,ONLINE,2026-03-0{d}" for d in range(3, 8))]})
     (bad / "video_progress.csv").write_text(
         "enrollment_id,session_id,progress_rate,recorded_at\n")
-    with pytest.raises(RunFailed, match=r"attendance: 66\.7% .*> 5%"):
+    with pytest.raises(RunFailed, match=r"^attendance: 5 of 6 rows \(83\.3%\) quarantined, "
+                       r"mostly invalid_enum in attendance\.csv$"):
         run_pipeline(bad, warehouse, AS_OF)
     assert query(warehouse, "SELECT * FROM marts.session_progress ORDER BY ALL") == before
-    assert query(warehouse, "SELECT count(*) FROM quarantine.attendance") == [(2,)]
-    assert query(warehouse, "SELECT marts_refreshed FROM marts.publication "
-                 "ORDER BY published_at") == [(True,), (False,)]
-    assert query(warehouse, "SELECT count(*) FROM raw.video_progress") == [(0,)]
+    assert query(warehouse, "SELECT count(*) FROM quarantine.attendance") == [(0,)]
+    assert query(warehouse, "SELECT marts_refreshed FROM marts.publication") == [(True,)]
+    assert query(warehouse, "SELECT count(*) FROM raw.video_progress") == [(2,)]
+    assert query(rejected_path(warehouse), "SELECT count(*) FROM quarantine.attendance") == [(5,)]
+
+
+def test_small_share_or_few_rows_only_warn(tmp_path):
+    landing = landing_with(tmp_path, **EVENTS)  # 4 of 7 attendance rows bad: < 5 rows
+    (landing / "attendance.csv").write_text("enrollment_id,session_id,attendance_type,"
+                                            "recorded_at\n1000,103,online,2026-03-16 10:00\n"
+                                            + "1000,101,ONLINE,2026-03-02\n" * 4)
+    report = run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
+    assert any(w.startswith("attendance: 80.0% of delivered rows quarantined")
+               for w in report.warnings), report.warnings
 
 
 def test_reference_table_share_only_warns(tmp_path):
@@ -115,21 +127,25 @@ def test_reference_table_share_only_warns(tmp_path):
     assert report.table_rows["marts.lecture_progress"] == 1
 
 
-def test_unreadable_or_absent_extract_is_reported_and_the_run_goes_on(tmp_path):
+def test_absent_extract_is_reported_and_the_run_goes_on(tmp_path):
+    landing = landing_with(tmp_path, **EVENTS)
+    (landing / "clinic_requests.csv").unlink()
+    report = run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
+    assert any("'clinic_requests', ingested as empty (expected" in w for w in report.warnings)
+    assert query(tmp_path / "wh.duckdb", "SELECT count(*) FROM raw.clinic_requests") == [(0,)]
+
+
+def test_refused_file_publishes_nothing_and_names_the_file(tmp_path):
     landing = landing_with(tmp_path, **EVENTS)
     (landing / "submissions.csv").unlink()
     (landing / "submissions.parquet").write_bytes(b"garbage")
-    (landing / "clinic_requests.csv").unlink()
-    report = run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
-    assert any("'submissions', ingested as empty: submissions.parquet: refused (not a "
-               "readable Parquet file" in w for w in report.warnings), report.warnings
-    assert any("'clinic_requests', ingested as empty (expected" in w for w in report.warnings)
-    assert len(report.refused_files) == 1
-    assert report.refused_files[0].startswith("submissions.parquet: refused (not a readable")
-    # contract §1: refused files contribute no row; the marts are computed from what was read
-    assert query(tmp_path / "wh.duckdb", "SELECT count(*) FROM raw.submissions") == [(0,)]
-    assert query(tmp_path / "wh.duckdb", "SELECT count(*), bool_or(exam_passed) "
-                 "FROM marts.session_progress WHERE exam_applicable") == [(4, False)]
+    with pytest.raises(RunFailed, match=r"^submissions\.parquet: refused \(not a readable "
+                       "Parquet file"):
+        run_pipeline(landing, tmp_path / "wh.duckdb", AS_OF)
+    assert not (tmp_path / "wh.duckdb").exists()
+    assert query(rejected_path(tmp_path / "wh.duckdb"), "SELECT refused_files FROM "
+                 "raw.ingest_audit WHERE table_name = 'submissions'")[0][0].startswith(
+        "submissions.parquet: refused")
 
 
 def test_replace_tables_is_atomic(tmp_path):

@@ -17,10 +17,20 @@ Every academy found in the marts gets every file, header-only when it has no row
 so a dashboard can rely on the paths. Rows are sorted by a fixed key, so the same warehouse
 gives byte-identical files (and the same sha256).
 
-Publishing: everything is written into a hidden sibling folder, then swapped in with renames
-(the previous export is renamed aside, the new one renamed into place, the old one removed), so
-a reader never sees a half-written export: it sees the old files or the new ones. An existing
-`<out>` that is not an export (a non-empty folder without manifest.json) is never replaced.
+Publishing: `<out>` is a symbolic link to one whole export, `.<out name>.versions/<id>/`
+beside it. Each export is written into a hidden folder there, renamed to its version id once
+complete, and the link is switched to it with one atomic rename; so whoever opens
+`<out>/...` finds a whole export, the previous one or the new one, never half of one, and never
+no folder at all. The previous version is kept until the next export (a reader in the middle
+of it is not cut off); older ones are removed, each by deleting only the files its manifest
+lists. Exports run one at a time per folder (a lock file in the versions folder).
+
+What is replaced: only what an export wrote itself, recognized by its own manifest.json
+(`written_by`, or the layout of an older export: `schema_version` and `files` with path and
+sha256). A file, a foreign folder (no manifest, or someone else's manifest.json), a folder
+holding files its manifest does not list, or a link to somewhere else is refused with one line,
+and left as it is. An export folder of the older layout (a plain folder) is migrated once: its
+listed files deleted, the link put in its place.
 
 `export_warehouse` opens a warehouse file read-only; the Dagster asset opens the published file
 (or its run's staging file) itself and calls `read_snapshot` and `write_export` while it is open.
@@ -33,6 +43,7 @@ No orchestration dependency: DuckDB, Polars and the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,7 +55,9 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+from filelock import FileLock
 
+from .paths import UnsafePath, check_output
 from .views import VIEWS
 
 # Bump when a column of an exported table or view is added, removed, renamed or retyped.
@@ -61,6 +74,8 @@ LABELS = "dim_labels"
 EXPORTED = [*MART_ORDER, *VIEWS]  # every per-academy name, marts then views
 
 CSV_DATETIME = "%Y-%m-%d %H:%M:%S%.f"
+WRITTEN_BY = "progress export"  # the manifest's mark: a folder this code may replace
+MANIFEST = "manifest.json"
 
 
 class ExportError(Exception):
@@ -79,7 +94,8 @@ LABELS_QUERY = "SELECT * FROM marts.dim_labels ORDER BY domain, code"
 def _missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     needed = [*MART_ORDER, LABELS]
     found = {
-        r[0] for r in con.execute(
+        r[0]
+        for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'"
         ).fetchall()
     }
@@ -148,8 +164,9 @@ def _open_warehouse(warehouse: Path) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(warehouse), read_only=True)
     except duckdb.Error as exc:
-        raise ExportError(f"cannot read warehouse {warehouse}: "
-                          f"{str(exc).strip().splitlines()[0]}") from exc
+        raise ExportError(
+            f"cannot read warehouse {warehouse}: {str(exc).strip().splitlines()[0]}"
+        ) from exc
 
 
 def _write_csv(frame: pl.DataFrame, path: Path) -> None:
@@ -160,56 +177,158 @@ def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
     frame.write_parquet(path, compression="zstd", statistics=True)
 
 
+def versions_folder(out: Path) -> Path:
+    """Where the versions behind the `out` link live: `.<name>.versions` beside it."""
+    return out.with_name(f".{out.name}.versions")
+
+
+def _own_manifest(folder: Path) -> dict | None:
+    """The folder's manifest when an export wrote it (see the module doc), else None."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    if manifest.get("written_by") == WRITTEN_BY:
+        return manifest
+    files = manifest.get("files")
+    legacy = (
+        isinstance(manifest.get("schema_version"), int)
+        and isinstance(files, list)
+        and all(isinstance(f, dict) and {"path", "sha256"} <= f.keys() for f in files)
+    )
+    return manifest if legacy else None
+
+
+def _listed(folder: Path, manifest: dict) -> list[Path]:
+    """The files a manifest lists, only those inside `folder`, and the manifest itself."""
+    root = folder.resolve()
+    paths = []
+    for entry in manifest.get("files", []):
+        path = (folder / str(entry["path"])).resolve()
+        if root in path.parents:
+            paths.append(path)
+    return [*paths, root / MANIFEST]
+
+
+def _unlisted(folder: Path, manifest: dict) -> list[str]:
+    listed = set(_listed(folder, manifest))
+    root = folder.resolve()
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if not p.is_dir() and p not in listed
+    )
+
+
+def _remove_export(folder: Path) -> None:
+    """Delete the files the folder's own manifest lists, then its empty folders; anything
+    else stays (with the folder holding it)."""
+    manifest = _own_manifest(folder)
+    if manifest is None:
+        return
+    for path in _listed(folder, manifest):
+        path.unlink(missing_ok=True)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def _check_target(out: Path) -> None:
-    if out.exists() and not out.is_dir():
+    """Refuse to replace anything but an export this code wrote (see the module doc)."""
+    versions = versions_folder(out)
+    if out.is_symlink():
+        target = Path(os.path.realpath(out))
+        if target.parent != versions.resolve():
+            raise ExportError(
+                f"{out} is a link to {os.readlink(out)}, not an export folder "
+                "written by `progress export`; refusing to replace it"
+            )
+        return
+    if not out.exists():
+        return
+    if not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    if not any(out.iterdir()):
+        return
+    manifest = _own_manifest(out)
+    if manifest is None:
+        what = (
+            "a manifest.json it did not write" if (out / MANIFEST).exists() else "no manifest.json"
+        )
         raise ExportError(
-            f"{out} is a non-empty folder without manifest.json (not an export); "
-            "refusing to replace it"
+            f"{out} is a non-empty folder with {what} (not an export written by "
+            "`progress export`); refusing to replace it"
+        )
+    unlisted = _unlisted(out, manifest)
+    if unlisted:
+        raise ExportError(
+            f"{out} holds {len(unlisted)} file(s) its export manifest does not "
+            f"list (e.g. {unlisted[0]}); move them away, then export again"
         )
 
 
-def _publish(staging: Path, out: Path, token: str) -> None:
-    """Swap `staging` into `out` with renames; the previous export is removed afterwards."""
-    aside = out.with_name(f".{out.name}.old-{token}")
-    had_old = out.exists()
-    if had_old:
-        os.rename(out, aside)
+def _publish(version: Path, out: Path, token: str) -> None:
+    """Point the `out` link at `version` with one atomic rename; migrate an older plain
+    export folder; keep the previous version (readers may still be in it), remove older ones
+    by their manifests."""
+    versions = version.parent
+    previous = Path(os.path.realpath(out)) if out.is_symlink() else None
+    link = versions.parent / f".{out.name}.link-{token}"
+    link.symlink_to(os.path.relpath(version, out.parent))
     try:
-        os.rename(staging, out)
-    except BaseException:
-        if had_old:
-            os.rename(aside, out)
-        raise
-    if had_old:
-        shutil.rmtree(aside, ignore_errors=True)
+        if out.is_dir() and not out.is_symlink():  # an empty folder, or an older export
+            legacy = versions / f"legacy-{token}"
+            os.rename(out, legacy)
+            os.replace(link, out)
+            _remove_export(legacy)
+            with contextlib.suppress(OSError):
+                legacy.rmdir()
+        else:
+            os.replace(link, out)
+    finally:
+        link.unlink(missing_ok=True)
+    keep = {version.name} | ({previous.name} if previous else set())
+    for old in sorted(versions.iterdir()):
+        if old.name.startswith(".tmp-"):  # left by a killed export (the lock says none runs)
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.is_dir() and old.name not in keep:
+            _remove_export(old)
 
 
 def _academy_slices(frame: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
     """(academy, its rows) of a frame ordered by academy_id: zero-copy slices."""
-    bounds = (frame.select("academy_id").with_row_index("_start")
-              .group_by("academy_id", maintain_order=True)
-              .agg(pl.col("_start").first(), pl.len().alias("_rows"))
-              .drop_nulls("academy_id"))
+    bounds = (
+        frame.select("academy_id")
+        .with_row_index("_start")
+        .group_by("academy_id", maintain_order=True)
+        .agg(pl.col("_start").first(), pl.len().alias("_rows"))
+        .drop_nulls("academy_id")
+    )
     return [(academy, frame.slice(start, rows)) for academy, start, rows in bounds.iter_rows()]
 
 
-def _write_all(snapshot: Snapshot, root: Path
-               ) -> tuple[list[int], list[dict], dict[str, list[str]]]:
+def _write_all(
+    snapshot: Snapshot, root: Path
+) -> tuple[list[int], list[dict], dict[str, list[str]]]:
     files: list[dict] = []
     columns: dict[str, list[str]] = {}
 
     def record(path: Path, name: str, academy: int | None, rows: int) -> None:
-        files.append({
-            "path": path.relative_to(root).as_posix(),
-            "table": name,
-            "academy_id": academy,
-            "format": path.suffix.lstrip("."),
-            "rows": rows,
-            "bytes": path.stat().st_size,
-            "sha256": sha256_file(path),
-        })
+        files.append(
+            {
+                "path": path.relative_to(root).as_posix(),
+                "table": name,
+                "academy_id": academy,
+                "format": path.suffix.lstrip("."),
+                "rows": rows,
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+            }
+        )
 
     def write_part(name: str, academy: int, part: pl.DataFrame) -> None:
         part = part.rechunk()  # one chunk, so one row group: the same bytes for the same rows
@@ -239,61 +358,77 @@ def _write_all(snapshot: Snapshot, root: Path
     columns[LABELS] = labels.columns
     folder = root / LABELS
     folder.mkdir()
-    for path, write in ((folder / f"{LABELS}.parquet", _write_parquet),
-                        (folder / f"{LABELS}.csv", _write_csv)):
+    for path, write in (
+        (folder / f"{LABELS}.parquet", _write_parquet),
+        (folder / f"{LABELS}.csv", _write_csv),
+    ):
         write(labels, path)
         record(path, LABELS, None, labels.height)
     files.sort(key=lambda f: f["path"])
     return academies, files, columns
 
 
-def write_export(snapshot: Snapshot, out: Path, run_id: str | None = None,
-                 source: str | None = None) -> dict:
+def write_export(
+    snapshot: Snapshot, out: Path, run_id: str | None = None, source: str | None = None
+) -> dict:
     """Write `snapshot` into `out` per academy, atomically; return the manifest."""
     out = Path(out)
     _check_target(out)
     token = uuid.uuid4().hex
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp-{token}")
-    staging.mkdir()
-    try:
-        academies, files, columns = _write_all(snapshot, staging)
-        manifest = {
-            "as_of": snapshot.as_of,
-            "run_id": run_id or snapshot.published_run_id or f"export-{token}",
-            "schema_version": SCHEMA_VERSION,
-            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source": source,
-            "academies": academies,
-            "tables": columns,
-            "files": files,
-        }
-        (staging / "manifest.json").write_text(
-            json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
-        _check_target(out)  # again: something may have appeared while we wrote
-        _publish(staging, out, token)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    versions = versions_folder(out)
+    versions.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(versions / ".lock")):
+        _check_target(out)  # again: something may have changed while we waited
+        staging = versions / f".tmp-{token}"
+        staging.mkdir()
+        try:
+            academies, files, columns = _write_all(snapshot, staging)
+            manifest = {
+                "written_by": WRITTEN_BY,
+                "as_of": snapshot.as_of,
+                "run_id": run_id or snapshot.published_run_id or f"export-{token}",
+                "schema_version": SCHEMA_VERSION,
+                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "source": source,
+                "academies": academies,
+                "tables": columns,
+                "files": files,
+            }
+            (staging / MANIFEST).write_text(
+                json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+            )
+            version = versions / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{token[:8]}"
+            os.rename(staging, version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _publish(version, out, token)
     return manifest
 
 
-def export_warehouse(warehouse: Path, out: Path, run_id: str | None = None) -> dict:
+def export_warehouse(
+    warehouse: Path, out: Path, run_id: str | None = None, landing: Path | None = None
+) -> dict:
     """Export every mart and view of the warehouse file per academy into `out`; the manifest.
 
     The warehouse is opened read-only for the export's length (a publication swapping the
     file meanwhile does not disturb it: the open file keeps the publication it was opened
     on). `run_id` goes into the manifest; when not given it is the run that published the
     warehouse (its newest `marts.publication` row, when the file records one), else a fresh
-    id for this export. Raises ExportError with a one-line reason.
+    id for this export. `out` may not be (or hold) the warehouse nor lie in the landing folder
+    (`landing`, default $PROGRESS_LANDING or data/landing). Raises ExportError with one line.
     """
     warehouse = Path(warehouse)
+    try:
+        check_output(out, warehouse, landing)
+    except UnsafePath as exc:
+        raise ExportError(str(exc)) from None
     _check_target(Path(out))
     with _open_warehouse(warehouse) as con:
         try:
             snapshot = read_snapshot(con, f"warehouse {warehouse}")
             return write_export(snapshot, out, run_id, source=str(warehouse))
         except duckdb.Error as exc:
-            raise ExportError(f"cannot read warehouse {warehouse}: "
-                              f"{str(exc).strip().splitlines()[0]}") from exc
+            raise ExportError(
+                f"cannot read warehouse {warehouse}: {str(exc).strip().splitlines()[0]}"
+            ) from exc

@@ -6,22 +6,41 @@ staging file beside it, writes every table there, and at the end renames the sta
 the published one (an atomic rename on the same file system). Readers attach the published
 file read-only and see either the previous publication or the new one, whole.
 
+Only a run that succeeded publishes (every step done, every gate passed; the resource decides,
+see `pipelines.resources.WarehouseResource`). Any other run's build is moved aside as the
+*rejected build* (`warehouse.rejected.duckdb`, `reject`), with a `marts.rejection` row saying
+why, for `progress` commands and analysts to inspect; the next rejected build replaces it and
+the next publication removes it (it then describes an older state than the published one).
+
+The published file cannot change under readers: a run refuses to start or to swap while
+another program holds the published file read-write (`WarehouseHeld`), and a write-ahead log
+beside it that no run wrote (left by such a program killed before its checkpoint) is renamed
+aside, loudly, never copied nor left to be replayed onto the new file by its readers.
+
+The warehouse path is resolved (symlinks followed) before the lock, staging and rejected paths
+are derived from it (`pipelines.core.paths.resolve_warehouse`).
+
 A run killed at any instant leaves the published file untouched; its staging file is discarded
 by the next run, and the kernel releases its lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 from filelock import FileLock, Timeout
+
+from .paths import rejected_path, resolve_warehouse
 
 PUBLICATION_TABLE = "marts.publication"
 PUBLICATION_DDL = f"""
@@ -39,28 +58,45 @@ PUBLICATION_COMMENTS = {
     "run_id": "Dagster run id that published this file.",
     "published_at": "Wall-clock time (UTC) of the atomic swap.",
     "as_of": "The as-of instant (local time) of the marts in this publication.",
-    "marts_refreshed": "False when the marts were blocked (broken extract) and kept from the "
-    "previous publication; raw and quarantine are always this run's.",
+    "marts_refreshed": "False when the run did not compute the current marts (a history-only "
+    "run) and kept the previous ones.",
     "table_rows": "JSON object: table -> row count at publication.",
     "content_hashes": "JSON object: mart -> order-independent content hash (same extracts and "
     "as-of give the same hash).",
 }
+REJECTION_TABLE = "marts.rejection"
 
 
 class WriterBusy(Exception):
     """Another run holds the writer lock longer than we were willing to wait."""
 
 
+class WarehouseHeld(Exception):
+    """Another program holds the published file read-write; the message is one line."""
+
+
+class PublishFailed(Exception):
+    """The build could not be published; the message is one line for the user."""
+
+
 def staging_path(warehouse: Path) -> Path:
+    warehouse = resolve_warehouse(warehouse)
     return warehouse.with_name(warehouse.name + ".building")
 
 
 def lock_path(warehouse: Path) -> Path:
+    warehouse = resolve_warehouse(warehouse)
     return warehouse.with_name(warehouse.name + ".lock")
+
+
+def wal_path(database: Path) -> Path:
+    """DuckDB's write-ahead log of a database file."""
+    return database.with_name(database.name + ".wal")
 
 
 def writer_lock(warehouse: Path, timeout: float) -> FileLock:
     """The one-writer lock of a warehouse (released by the kernel if the holder dies)."""
+    warehouse = resolve_warehouse(warehouse)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(lock_path(warehouse)), timeout=timeout)
 
@@ -75,22 +111,144 @@ def acquire(lock: FileLock, warehouse: Path, timeout: float) -> None:
         ) from None
 
 
+def disk_full(error: BaseException | str) -> bool:
+    """Whether an error (an OSError, or DuckDB's text for one) is a full disk."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "no space left on device" in str(error).lower()
+
+
+def disk_full_message(warehouse: Path) -> str:
+    return f"disk full while writing {resolve_warehouse(warehouse).parent}"
+
+
+def read_write_holder(warehouse: Path) -> str | None:
+    """The program holding the published file read-write ("process 123"), or None.
+
+    DuckDB takes a shared file lock for read-only connections and an exclusive one for a
+    read-write connection, so a read-only open fails exactly while such a holder exists."""
+    if not warehouse.exists():
+        return None
+    try:
+        duckdb.connect(str(warehouse), read_only=True).close()
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" not in text.lower():
+            raise
+        found = re.search(r"PID (\d+)", text)
+        return f"process {found.group(1)}" if found else "another program"
+    return None
+
+
+def guard_published(warehouse: Path, run_id: str = "") -> Path | None:
+    """Before a run copies the published file, and again before it replaces it.
+
+    Refuse (WarehouseHeld) while another program holds it read-write: its changes live in a
+    write-ahead log beside the file, which DuckDB would replay onto the new publication for
+    every reader. A log left without a holder (the program was killed before it checkpointed)
+    is renamed aside to `<warehouse>.wal.stale-<run>`; the path is returned so the run can say
+    so. Neither is ever copied into a build nor published."""
+    holder = read_write_holder(warehouse)
+    if holder is not None:
+        raise WarehouseHeld(
+            f"{warehouse} is open read-write by {holder}; close it (readers open the warehouse "
+            "read-only, e.g. `duckdb -readonly`) and run again"
+        )
+    wal = wal_path(warehouse)
+    if not wal.exists():
+        return None
+    aside = wal.with_name(f"{wal.name}.stale-{run_id[:8] or 'run'}")
+    os.replace(wal, aside)
+    return aside
+
+
+def stale_log(warehouse: Path, run_id: str) -> Path | None:
+    """The write-ahead log this run set aside (see `guard_published`), if any."""
+    aside = wal_path(resolve_warehouse(warehouse)).with_name(
+        f"{resolve_warehouse(warehouse).name}.wal.stale-{run_id[:8] or 'run'}"
+    )
+    return aside if aside.exists() else None
+
+
+def stale_log_warning(warehouse: Path, aside: Path) -> str:
+    return (
+        f"a write-ahead log no run wrote was beside {warehouse} (a program opened it "
+        f"read-write and was stopped before saving): set aside as {aside.name}, not "
+        "published; open the warehouse read-only"
+    )
+
+
 def _remove(path: Path) -> None:
-    for candidate in (path, path.with_name(path.name + ".wal")):
+    for candidate in (path, wal_path(path)):
         candidate.unlink(missing_ok=True)
 
 
-def begin_staging(warehouse: Path) -> Path:
-    """A fresh staging copy of the published file (stale ones from killed runs discarded)."""
+def begin_staging(warehouse: Path, run_id: str = "") -> Path | None:
+    """A fresh staging copy of the published file (stale ones from killed runs discarded).
+
+    Returns the stale write-ahead log set aside, if any (see `guard_published`). The copy is
+    made while a read-only connection holds DuckDB's shared lock, so no program can open the
+    file read-write and change it halfway through the copy."""
+    warehouse = resolve_warehouse(warehouse)
     staging = staging_path(warehouse)
     _remove(staging)
+    aside = guard_published(warehouse, run_id)
     if warehouse.exists():
-        shutil.copyfile(warehouse, staging)
-    return staging
+        try:
+            with duckdb.connect(str(warehouse), read_only=True):
+                shutil.copyfile(warehouse, staging)
+        except OSError as exc:
+            _remove(staging)
+            if disk_full(exc):
+                raise PublishFailed(disk_full_message(warehouse)) from None
+            raise
+    return aside
 
 
 def discard_staging(warehouse: Path) -> None:
     _remove(staging_path(warehouse))
+
+
+def reject(warehouse: Path, run_id: str, cause: str) -> Path | None:
+    """Keep this run's build for inspection instead of publishing it: rename the staging file
+    to the rejected build (replacing an older one) and record why in `marts.rejection`."""
+    warehouse = resolve_warehouse(warehouse)
+    staging, rejected = staging_path(warehouse), rejected_path(warehouse)
+    if not staging.exists():
+        return None
+    _remove(rejected)
+    os.replace(staging, rejected)
+    if wal_path(staging).exists():
+        os.replace(wal_path(staging), wal_path(rejected))
+    # e.g. the disk is full: the build stays, without its cause
+    with contextlib.suppress(duckdb.Error, OSError), duckdb.connect(str(rejected)) as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {REJECTION_TABLE} (run_id VARCHAR, "
+            "rejected_at TIMESTAMP, cause VARCHAR)"
+        )
+        con.execute(
+            f"INSERT INTO {REJECTION_TABLE} VALUES (?, ?, ?)",
+            [run_id, datetime.now(UTC).replace(tzinfo=None), cause],
+        )
+    return rejected
+
+
+def rejection(warehouse: Path) -> dict | None:
+    """The rejected build beside the warehouse: {path, run_id, rejected_at, cause}, or None
+    when there is none (the last run published, or no run was ever rejected)."""
+    rejected = rejected_path(warehouse)
+    if not rejected.exists():
+        return None
+    found: dict = {"path": rejected, "run_id": None, "rejected_at": None, "cause": None}
+    with contextlib.suppress(duckdb.Error):
+        with duckdb.connect(str(rejected), read_only=True) as con:
+            row = con.execute(
+                f"SELECT run_id, rejected_at, cause FROM {REJECTION_TABLE}"
+            ).fetchone()
+        if row:
+            found |= dict(zip(("run_id", "rejected_at", "cause"), row, strict=True))
+    return found
 
 
 def content_hash(frame: pl.DataFrame) -> str:
@@ -119,20 +277,49 @@ def _table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     for schema, table in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"
     ).fetchall():
-        rows[f"{schema}.{table}"] = con.execute(f'SELECT count(*) FROM "{schema}"."{table}"'
-                                                ).fetchone()[0]
+        rows[f"{schema}.{table}"] = con.execute(
+            f'SELECT count(*) FROM "{schema}"."{table}"'
+        ).fetchone()[0]
     return rows
 
 
-def publish(warehouse: Path, publication: Publication) -> dict[str, int]:
-    """Record the publication in the staging file, then atomically swap it into place."""
+def publish(warehouse: Path, publication: Publication, run_id: str = "") -> dict[str, int]:
+    """Record the publication in the staging file, then atomically swap it into place.
+
+    Raises WarehouseHeld (another program holds the published file read-write) or
+    PublishFailed (e.g. the disk is full) with the published file untouched."""
+    warehouse = resolve_warehouse(warehouse)
     staging = staging_path(warehouse)
+    try:
+        rows = _record(staging, publication)
+        if wal_path(staging).exists():  # the checkpoint did not complete
+            raise PublishFailed(f"the build of {warehouse} could not be completed")
+        with open(staging, "rb") as handle:  # durable before it becomes visible
+            os.fsync(handle.fileno())
+    except (OSError, duckdb.Error) as exc:
+        if disk_full(exc):
+            raise PublishFailed(disk_full_message(warehouse)) from None
+        raise
+    guard_published(warehouse, run_id or publication.run_id)
+    os.replace(staging, warehouse)
+    directory = os.open(warehouse.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    _remove(rejected_path(warehouse))  # it described a state older than this publication
+    return rows
+
+
+def _record(staging: Path, publication: Publication) -> dict[str, int]:
     with duckdb.connect(str(staging)) as con:
         con.execute("BEGIN TRANSACTION")
         con.execute("CREATE SCHEMA IF NOT EXISTS marts")
         con.execute(PUBLICATION_DDL)
         for column, text in PUBLICATION_COMMENTS.items():
-            target = f"COLUMN {PUBLICATION_TABLE}.{column}" if column else f"TABLE {PUBLICATION_TABLE}"
+            target = (
+                f"COLUMN {PUBLICATION_TABLE}.{column}" if column else f"TABLE {PUBLICATION_TABLE}"
+            )
             con.execute(f"COMMENT ON {target} IS '{text.replace(chr(39), chr(39) * 2)}'")
         previous = con.execute(
             f"SELECT as_of, content_hashes FROM {PUBLICATION_TABLE} "
@@ -145,17 +332,14 @@ def publish(warehouse: Path, publication: Publication) -> dict[str, int]:
         rows[PUBLICATION_TABLE] = rows.get(PUBLICATION_TABLE, 0) + 1
         con.execute(
             f"INSERT INTO {PUBLICATION_TABLE} VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?)",
-            [publication.run_id, as_of, publication.marts_refreshed,
-             json.dumps(rows, sort_keys=True), json.dumps(hashes, sort_keys=True)],
+            [
+                publication.run_id,
+                as_of,
+                publication.marts_refreshed,
+                json.dumps(rows, sort_keys=True),
+                json.dumps(hashes, sort_keys=True),
+            ],
         )
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
-    with open(staging, "rb") as handle:  # durable before it becomes visible
-        os.fsync(handle.fileno())
-    os.replace(staging, warehouse)
-    directory = os.open(warehouse.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
     return rows
