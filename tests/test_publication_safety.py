@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -352,11 +353,12 @@ def _progress(*args: str) -> subprocess.Popen:
     )
 
 
-def _kill_at_random(args: list[str], rng: random.Random, longest: float) -> bool:
-    """Start `progress args`, SIGKILL its process group at a random moment; True if killed
-    before it finished."""
+def _kill_at_random(args: list[str], rng: random.Random, seconds: float) -> bool:
+    """Start `progress args` and SIGKILL its process group at a random moment of the last 70%
+    of `seconds` (the command's measured duration; the first 30% is mostly imports); True if
+    it was killed before it finished."""
     proc = _progress(*args)
-    deadline = time.monotonic() + rng.uniform(0.3, longest)
+    deadline = time.monotonic() + rng.uniform(0.3, 1.0) * seconds
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     killed = proc.poll() is None
@@ -373,27 +375,34 @@ def _timed(args: list[str]) -> float:
 
 
 KILLS = 4
+DAYS = ["--start", "2026-03-02", "--end", "2026-03-04"]
 
 
-def test_killed_runs_and_backfills_leave_whole_publications(published, tmp_path):
+@pytest.fixture(scope="module")
+def published_b(published, tmp_path_factory) -> tuple[Path, Path]:
+    """A second landing (more sessions) and its publication: what a killed command may
+    switch to."""
+    root = tmp_path_factory.mktemp("published_b")
+    landing = landing_with(root / "b", **EVENTS, sessions=MORE_SESSIONS)
+    run_pipeline(landing, root / "wh.duckdb", AS_OF)
+    return landing, root / "wh.duckdb"
+
+
+def test_killed_runs_and_backfills_leave_whole_publications(published, published_b, tmp_path):
     """After each SIGKILL every table and view equals the previous publication's or the new
     one's (content hashes of all tables, not only the marts), and the file is consistent."""
+    from pipelines.backfill import run_backfill
+
     rng = random.Random(11)
     figures = {}
-    landings = [published[0], landing_with(tmp_path / "b", **EVENTS, sessions=MORE_SESSIONS)]
-    # what a whole publication of each landing holds (the run's tables depend on it alone)
-    expected, seconds = [], 0.0
-    for i, landing in enumerate(landings):
-        reference = tmp_path / f"ref{i}.duckdb"
-        seconds = max(
-            seconds,
-            _timed(
-                ["run", "--landing", str(landing), "--warehouse", str(reference), "--as-of", AS_OF]
-            ),
-        )
-        expected.append(state(reference, exact=False))
+    landings = [published[0], published_b[0]]
+    # a whole publication of a landing: its run's tables depend on the landing alone
+    expected = [state(published[1], exact=False), state(published_b[1], exact=False)]
     warehouse = tmp_path / "wh.duckdb"
     shutil.copyfile(published[1], warehouse)
+    seconds = _timed(
+        ["run", "--landing", str(landings[1]), "--warehouse", str(tmp_path / "t"), "--as-of", AS_OF]
+    )
     outcomes = {"killed": 0, "previous": 0, "new": 0}
     for trial in range(KILLS):
         previous, target = state(warehouse, exact=False), expected[(trial + 1) % 2]
@@ -417,25 +426,25 @@ def test_killed_runs_and_backfills_leave_whole_publications(published, tmp_path)
         outcomes["previous" if now == previous else "new"] += 1
     figures["run"] = outcomes
 
-    # backfill: an ingest publication, then a history one; from a state with history
-    days = ["--start", "2026-03-02", "--end", "2026-03-05"]
-    reference = tmp_path / "ref-backfill.duckdb"
+    # backfill: an ingest publication, then a history one. The final state of each landing
+    # (raw and history replaced, the current marts kept) is made once without a kill.
+    reference = tmp_path / "ref.duckdb"
     shutil.copyfile(warehouse, reference)
     seconds = _timed(
-        ["backfill", *days, "--landing", str(landings[0]), "--warehouse", str(reference)]
+        ["backfill", *DAYS, "--landing", str(landings[0]), "--warehouse", str(reference)]
     )
-    finals = []
-    for landing in landings:
-        _timed(["backfill", *days, "--landing", str(landing), "--warehouse", str(reference)])
-        finals.append(state(reference, exact=False))
-    shutil.copyfile(reference, warehouse)  # the last backfill was landing b's
+    finals = [state(reference, exact=False)]
+    first, last = (date.fromisoformat(d) for d in DAYS[1::2])
+    run_backfill(first, last, landings[1], reference)
+    finals.append(state(reference, exact=False))
+    shutil.copyfile(reference, warehouse)
     outcomes = {"killed": 0, "tables_previous": 0, "tables_new": 0}
     for trial in range(KILLS):
         previous, final = state(warehouse, exact=False), finals[trial % 2]
         outcomes["killed"] += _kill_at_random(
             [
                 "backfill",
-                *days,
+                *DAYS,
                 "--landing",
                 str(landings[trial % 2]),
                 "--warehouse",
@@ -453,18 +462,19 @@ def test_killed_runs_and_backfills_leave_whole_publications(published, tmp_path)
     print(f"\nRELIABILITY kills: {json.dumps(figures)}")
 
 
-def test_killed_exports_leave_a_whole_export(published, tmp_path):
+def test_killed_exports_leave_a_whole_export(published, published_b, tmp_path):
+    from pipelines.core.exports import export_warehouse
+
     rng = random.Random(5)
-    sources = [published[1], tmp_path / "b.duckdb"]
-    run_pipeline(landing_with(tmp_path / "b", **EVENTS, sessions=MORE_SESSIONS), sources[1], AS_OF)
+    sources = [published[1], published_b[1]]
     before = [state(s) for s in sources]
     out = tmp_path / "exports"
-    expected = []
-    seconds = 0.0
-    for source in sources:
-        seconds = max(seconds, _timed(["export", "--warehouse", str(source), "--out", str(out)]))
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        expected.append(sorted(f["sha256"] for f in manifest["files"]))
+    seconds = _timed(["export", "--warehouse", str(sources[0]), "--out", str(out)])
+    expected = [
+        json.loads((out / "manifest.json").read_text(encoding="utf-8")),
+        export_warehouse(sources[1], out),
+    ]
+    expected = [sorted(f["sha256"] for f in m["files"]) for m in expected]
     killed = 0
     for trial in range(KILLS):
         previous = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
