@@ -176,10 +176,11 @@ class WarehouseResource(dg.ConfigurableResource):
                 marts = self._marts or publish.Publication(self._run_id, None, False, {})
                 try:
                     publish.publish(self.published, marts, self._run_id)
-                except (publish.PublishFailed, publish.WarehouseHeld) as exc:
-                    publish.reject(self.published, self._run_id, str(exc))
+                except Exception as exc:  # the published file is untouched: keep the build
+                    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+                    publish.reject(self.published, self._run_id, lines[0])
                     if context.log:
-                        context.log.error(f"nothing published: {exc}")
+                        context.log.error(f"nothing published: {lines[0]}")
                     raise
             elif cause is None:
                 publish.discard_staging(self.published)
