@@ -274,9 +274,10 @@ def _layout(fig, height: int, **extra) -> None:
     fig.update_layout(**(layout | extra))
 
 
-def _count_axis(title: str, largest: int) -> dict:
+def _count_axis(title: str, largest: int, from_zero: bool = True) -> dict:
     """An axis of whole counts: no 0.5 ticks when the counts are small."""
-    axis = {"title": title, "tickformat": ",d", "rangemode": "tozero"}
+    axis = {"tickformat": ",d"} | ({"rangemode": "tozero"} if from_zero else {})
+    axis |= {"title": title} if title else {}
     return axis | ({"dtick": 1} if largest <= 8 else {})
 
 
@@ -406,14 +407,16 @@ def chart_completion_by_lecture(data: ReportData):
         fig,
         460 + 22 * ((held["name"].n_unique() + 1) // 2),
         yaxis={"tickformat": ".0%", "range": [0, 1.05]},
-        xaxis=_count_axis("차시 순서", int(held["session_order"].max())),
+        # the legend goes below the plot, where an axis title would collide with it
+        xaxis=_count_axis("", int(held["session_order"].max()), from_zero=False)
+        | {"ticksuffix": "차시"},
         legend={
             "orientation": "h",
             "yanchor": "top",
-            "y": -0.14,
+            "y": -0.08,
             "xanchor": "left",
             "x": 0,
-            "entrywidth": 330,
+            "entrywidth": 280,
         },
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
     )
@@ -448,7 +451,7 @@ def chart_clinic_waiting(data: ReportData):
             y=order.to_list(),
             x=[found.get(n, 0) for n in order],
             orientation="h",
-            name=f"가장 오래 기다린 차시: {label}",
+            name=label,
             marker_color=color,
             hovertemplate=f"%{{y}}<br>{label}: %{{x}}명<extra></extra>",
         )
@@ -457,6 +460,7 @@ def chart_clinic_waiting(data: ReportData):
         140 + 34 * order.len(),
         barmode="stack",
         showlegend=True,
+        legend_title_text="가장 오래 기다린 차시:",
         xaxis=_count_axis("클리닉 대기 학생 수", int(counts["len"].max())),
     )
     return fig
@@ -686,7 +690,7 @@ def _at_risk_section(data: ReportData) -> str:
         Column("enrollment_id", "수강", "id"),
         Column("risk_since_session_order", "시작 차시", "num"),
         Column("last_session_order", "마지막 차시", "num"),
-        Column("days_since_last_activity", "마지막 활동 후 일수", "num"),
+        Column("days_since_last_activity", "무활동 일수", "num"),
         Column("completion_rate", "완료율", "pct"),
         Column("avg_exam_score", "평균 점수", "num"),
     ]
@@ -750,25 +754,30 @@ def _clinic_section(data: ReportData, chart: str) -> str:
     )
 
 
+def _top(frame: pl.DataFrame, by: str) -> pl.DataFrame:
+    """The row with the highest `by`; ties go to the higher precision, then the smaller pair
+    (as `progress evaluate` names them)."""
+    return (
+        frame.filter(pl.col(by).is_not_null())
+        .sort(
+            by, "precision", "warning_streak", "danger_streak",
+            descending=[True, True, False, False], nulls_last=True,
+        )
+        .head(1)
+    )  # fmt: skip
+
+
 def _best(sweep: pl.DataFrame, level: str) -> str:
     part = sweep.filter(pl.col("level") == level)
     lines = []
-    best = (
-        part.filter(pl.col("f1").is_not_null())
-        .sort("f1", "warning_streak", "danger_streak", descending=[True, False, False])
-        .head(1)
-    )
+    best = _top(part, "f1")
     if best.height:
         b = best.row(0, named=True)
         lines.append(
             f"F1 최대: 주의 {b['warning_streak']} · 위험 {b['danger_streak']} "
             f"(F1 {b['f1']:.2f}, 정밀도 {b['precision']:.0%}, 재현율 {b['recall']:.0%})"
         )
-    precise = (
-        part.filter(pl.col("precision") >= PRECISION_FLOOR)
-        .sort("recall", "warning_streak", "danger_streak", descending=[True, False, False])
-        .head(1)
-    )
+    precise = _top(part.filter(pl.col("precision") >= PRECISION_FLOOR), "recall")
     if precise.height:
         p = precise.row(0, named=True)
         lines.append(

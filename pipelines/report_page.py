@@ -7,7 +7,8 @@ Content-Security-Policy forbids loading anything), and works offline:
   `data-*` attributes of <body>, then checks the layout once every chart has drawn: no two
   cards, sections or chart parts (legend, axis titles and tick labels, plot area) overlap and
   nothing is wider than the window. The verdict goes to `data-overlaps` (a count) and
-  `data-overlap-detail` (the first few pairs), `data-page-height` to the page's full height;
+  `data-overlap-detail` (the first few pairs), `data-page-height` to the page's full height
+  (`data-window-height`: the window's);
   the browser test reads them with `chromium --dump-dom`.
 - `TABLE_JS` makes every `table.data` sortable (click a column header; numbers sort as numbers,
   empty cells last) and filterable (words that must all occur in a row, and the academy). The
@@ -102,7 +103,10 @@ HARNESS = """
     });
     body.dataset.overlaps = String(problems.length);
     body.dataset.overlapDetail = problems.slice(0, 5).join(" | ");
-    body.dataset.pageHeight = String(Math.ceil(document.documentElement.scrollHeight));
+    // the content's height (the document's scrollHeight is at least the window's)
+    body.dataset.pageHeight = String(Math.ceil(body.getBoundingClientRect().bottom +
+                                               window.scrollY));
+    body.dataset.windowHeight = String(window.innerHeight);
     body.dataset.layoutChecked = "1";
   }
   window.addEventListener("load", function () {
@@ -229,7 +233,8 @@ p.note, p.lead {{ color: #607d8b; font-size: 13px; margin: 4px 0 8px; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
 th, td {{ border-bottom: 1px solid #e0e0e0; padding: 5px 8px; text-align: left;
           white-space: nowrap; }}
-th {{ background: #eceff1; position: sticky; top: 0; }}
+th {{ background: #eceff1; position: sticky; top: 0; white-space: normal; word-break: keep-all;
+      vertical-align: bottom; }}
 th button {{ all: unset; cursor: pointer; }}
 th[aria-sort="ascending"] button::after {{ content: " ▲"; }}
 th[aria-sort="descending"] button::after {{ content: " ▼"; }}
