@@ -678,9 +678,6 @@ def _at_risk_section(data: ReportData) -> str:
         return _section(
             "students", title, "", '<p class="note">주의·위험 단계의 수강이 없습니다.</p>'
         )
-    frame = data.at_risk.with_columns(
-        pl.when(pl.col("risk_level") == "DANGER").then(2).otherwise(1).alias("level_rank")
-    )
     columns = [
         Column("risk_level_ko", "위험 단계"),
         Column("reason", "사유"),
@@ -705,7 +702,7 @@ def _at_risk_section(data: ReportData) -> str:
         title,
         lead,
         data_table(
-            "t-atrisk", frame, columns, data.academies, "검색: 학생 번호, 강의, 사유, 위험…"
+            "t-atrisk", data.at_risk, columns, data.academies, "검색: 학생 번호, 강의, 사유, 위험…"
         ),
     )
 
