@@ -506,6 +506,13 @@ EVAL_LEVELS = {
 }
 
 
+LEVEL_KO = (
+    pl.col("level")
+    .replace_strict({k: v[0] for k, v in EVAL_LEVELS.items()}, default=pl.col("level"))
+    .alias("level_ko")
+)
+
+
 def _sweep(data: ReportData) -> pl.DataFrame:
     """The threshold sweep the page shows: the academy's own rows for an academy report, else
     the rows for all academies together; `configured` marks the configured pair."""
@@ -520,9 +527,7 @@ def _sweep(data: ReportData) -> pl.DataFrame:
             & (pl.col("danger_streak") == data.thresholds.danger)
         ).alias("configured"),
         pl.lit(data.academy).alias("academy_id"),
-        pl.col("level")
-        .replace_strict({k: v[0] for k, v in EVAL_LEVELS.items()}, default=pl.col("level"))
-        .alias("level_ko"),
+        LEVEL_KO,
     ).sort("level", "warning_streak", "danger_streak", descending=[True, False, False])
 
 
@@ -793,7 +798,8 @@ def _evaluation_section(data: ReportData, chart: str, title: str) -> str:
             title,
             "",
             f'<p class="note">{CHARTS["evaluation"][2]} '
-            "(outcomes 추출을 넣고 <code>progress evaluate</code>를 실행하면 "
+            "(outcomes 추출을 넣고 <code>progress run</code> 또는 <code>progress evaluate</code>를 "
+            "실행하면 "
             "이 자리에 기준별 정밀도·재현율이 나옵니다.)</p>",
         )
     sweep = _sweep(data)
@@ -821,10 +827,11 @@ def _evaluation_section(data: ReportData, chart: str, title: str) -> str:
         + "정밀도 = 표시된 수강 중 실제로 실패한 비율, 재현율 = 실패한 수강 중 "
         "미리 표시된 비율. ★ = 현재 설정."
     )
-    columns = [
-        Column("level_ko", "표시 기준"),
+    thresholds = [
         Column("warning_streak", "주의 기준", "num"),
         Column("danger_streak", "위험 기준", "num"),
+    ]
+    figures = [
         Column("population", "대상", "num"),
         Column("tp", "TP", "num"),
         Column("fp", "FP", "num"),
@@ -839,11 +846,60 @@ def _evaluation_section(data: ReportData, chart: str, title: str) -> str:
         Column("withdrawn_flagged", "포기 중 표시", "num"),
         Column("median_lead_days", "선행 일수(중앙값)", "num"),
     ]
+    level_column = [Column("level_ko", "표시 기준")]
     best = "<ul>" + "".join(_best(sweep, level) for level in EVAL_LEVELS) + "</ul>"
-    table = data_table("t-eval", sweep, columns, [], "검색: 주의, 위험…", marked="configured")
-    return _section(
-        "evaluation", title, lead, chart + best + "<h3>모든 기준 (노란 줄 = 현재 설정)</h3>" + table
+    table = data_table(
+        "t-eval",
+        sweep,
+        level_column + thresholds + figures,
+        [],
+        "검색: 주의, 위험…",
+        marked="configured",
     )
+    body = chart + best + "<h3>모든 기준 (노란 줄 = 현재 설정)</h3>" + table
+    scopes = _scopes(data)
+    if scopes.height:
+        t = data.thresholds
+        body += (
+            f"<h3>학원·강의별 (현재 설정: 주의 {t.warning} · 위험 {t.danger})</h3>"
+            + data_table(
+                "t-eval-scopes",
+                scopes,
+                [Column("scope_name", "학원·강의"), *level_column, *figures],
+                data.academies,
+                "검색: 강의 이름, 학원…",
+            )
+        )
+    return _section("evaluation", title, lead, body)
+
+
+def _scopes(data: ReportData) -> pl.DataFrame:
+    """The configured thresholds' rows per academy and per lecture of the report's academies."""
+    lectures = data.summary.select(
+        pl.col("lecture_id").alias("scope_id"),
+        pl.col("academy_id").alias("lecture_academy"),
+        pl.format("강의 {} (#{})", pl.coalesce("lecture_title", pl.lit("")), "lecture_id").alias(
+            "lecture_name"
+        ),
+    )
+    frame = data.evaluation.filter(
+        pl.col("scope").is_in(["academy", "lecture"])
+        & (pl.col("warning_streak") == data.thresholds.warning)
+        & (pl.col("danger_streak") == data.thresholds.danger)
+    ).join(lectures, on="scope_id", how="left")
+    is_academy = pl.col("scope") == "academy"
+    return (
+        frame.with_columns(
+            pl.when(is_academy).then(pl.col("scope_id")).otherwise("lecture_academy")
+            .alias("academy_id"),
+            pl.when(is_academy).then(pl.format("학원 {} 전체", "scope_id"))
+            .otherwise("lecture_name").alias("scope_name"),
+            LEVEL_KO,
+        )
+        .filter(pl.col("academy_id").is_in(data.academies))
+        .sort("academy_id", is_academy, "scope_id", "level",
+              descending=[False, True, False, True])
+    )  # fmt: skip
 
 
 def _chart_div(key: str, fig) -> str:

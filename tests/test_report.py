@@ -191,6 +191,9 @@ def test_evaluation_section_says_when_outcomes_were_not_delivered(warehouse, tmp
     assert "F1 최대: 주의 2 · 위험 2 (F1 0.80, 정밀도 67%, 재현율 100%)" in page
     assert "정밀도 90% 이상 중 재현율 최대: 주의 1 · 위험 3 (재현율 50%)" in page
     assert "평가 대상 4건" in page and "중도 포기(WITHDRAWN) 1건" in page
+    scopes = re.search(r'<table class="data" id="t-eval-scopes".*?</table>', page, re.DOTALL)[0]
+    assert scopes.count('<tr data-academy="10">') == 2  # academy 10 at 2 / 3, both levels
+    assert scopes.count("학원 10 전체") == 2 and "<td>주의 이상으로 표시</td>" in scopes
     one = render(load(copy, academy=20))[0]  # no rows for academy 20: said so
     assert "이 학원의 결과가 없습니다" in one
     with duckdb.connect(str(copy)) as con:
