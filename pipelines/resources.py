@@ -51,7 +51,7 @@ class ProgressSettings(dg.ConfigurableResource):
 
 
 INTERRUPTED = "the run was interrupted; nothing published"
-_INTERRUPTS = ("KeyboardInterrupt", "DagsterExecutionInterruptedError", "SystemExit")
+_INTERRUPTS = ("KeyboardInterrupt", "DagsterExecutionInterruptedError", "SystemExit", "Interrupted")
 
 
 def _root_message(error, warehouse: Path | None = None) -> str:

@@ -172,6 +172,28 @@ def test_failed_step_publishes_nothing(warehouse, tmp_path):
     assert not staging_path(warehouse).exists()
 
 
+def test_interrupted_run_publishes_nothing(warehouse, tmp_path):
+    before = state(warehouse)
+    landing = landing_with(tmp_path, **EVENTS, sessions=MORE_SESSIONS)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    args = ["run", "--landing", str(landing), "--warehouse", str(warehouse), "--as-of", AS_OF]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stderr:  # the run's progress lines: its steps are under way
+        if " 1/" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert state(warehouse) == before
+    assert "interrupted" in rejection(warehouse)["cause"]
+
+
 def _mount_tmpfs(folder: Path, size: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("a full disk is simulated with a small tmpfs, which needs root")
