@@ -537,37 +537,51 @@ def chart_evaluation(data: ReportData):
     sweep = _sweep(data).filter(pl.col("precision").is_not_null() & pl.col("recall").is_not_null())
     if sweep.is_empty():
         return None
-    fig = go.Figure()
-    hover = (
-        "주의 %{customdata[0]} · 위험 %{customdata[1]}<br>정밀도 %{y:.0%} · 재현율 %{x:.0%}"
-        "<br>F1 %{customdata[2]:.2f} · TP %{customdata[3]} FP %{customdata[4]} "
-        "FN %{customdata[5]}<extra></extra>"
+    # A level's flag depends on its own threshold only (WARNING or higher once the streak
+    # reaches warning_streak, DANGER once it reaches danger_streak), so both levels trace the
+    # same curve over the streak t: one line, each point labelled with t, the configured
+    # thresholds starred.
+    curve = (
+        sweep.with_columns(
+            pl.when(pl.col("level") == "WARNING")
+            .then(pl.col("warning_streak"))
+            .otherwise(pl.col("danger_streak"))
+            .alias("t")
+        )
+        .sort("t", pl.col("level") == "DANGER")
+        .unique("t", keep="first", maintain_order=True)
     )
-    columns = ["warning_streak", "danger_streak", "f1", "tp", "fp", "fn"]
-    for level, (label, color, threshold) in EVAL_LEVELS.items():
-        part = sweep.filter(pl.col("level") == level).sort(threshold, "recall")
-        if part.is_empty():
-            continue
-        fig.add_scatter(
-            x=part["recall"].to_list(),
-            y=part["precision"].to_list(),
-            mode="lines+markers",
-            name=label,
-            line={"color": color},
-            customdata=part.select(columns).rows(),
-            hovertemplate=hover,
-        )
-    mine = sweep.filter(pl.col("configured"))
-    if mine.height:
-        fig.add_scatter(
-            x=mine["recall"].to_list(),
-            y=mine["precision"].to_list(),
-            mode="markers",
-            name=f"현재 설정 (주의 {data.thresholds.warning} · 위험 {data.thresholds.danger})",
-            marker={"symbol": "star", "size": 16, "color": "#263238"},
-            customdata=mine.select(columns).rows(),
-            hovertemplate=hover,
-        )
+    hover = (
+        "연속 %{customdata[0]}차시 이상이면 표시<br>정밀도 %{y:.0%} · 재현율 %{x:.0%}"
+        "<br>F1 %{customdata[1]:.2f} · TP %{customdata[2]} FP %{customdata[3]} "
+        "FN %{customdata[4]}<extra></extra>"
+    )
+    columns = ["t", "f1", "tp", "fp", "fn"]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=curve["recall"].to_list(),
+        y=curve["precision"].to_list(),
+        mode="lines+markers+text",
+        text=[f"{t}" for t in curve["t"]],
+        textposition="top center",
+        name="연속 n차시 이상이면 표시 (점 옆 숫자 = n)",
+        line={"color": "#546e7a"},
+        customdata=curve.select(columns).rows(),
+        hovertemplate=hover,
+    )
+    t = data.thresholds
+    for level, value, label in (("WARNING", t.warning, "주의"), ("DANGER", t.danger, "위험")):
+        mine = curve.filter(pl.col("t") == value)
+        if mine.height:
+            fig.add_scatter(
+                x=mine["recall"].to_list(),
+                y=mine["precision"].to_list(),
+                mode="markers",
+                name=f"현재 {label} 기준 ({value}차시)",
+                marker={"symbol": "star", "size": 16, "color": EVAL_LEVELS[level][1]},
+                customdata=mine.select(columns).rows(),
+                hovertemplate=hover,
+            )
     _layout(
         fig,
         440,
