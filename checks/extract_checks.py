@@ -16,10 +16,11 @@ import polars as pl
 
 from pipelines.core import gate
 from pipelines.core.contract import TABLES
+from pipelines.core.diagnosis import block_cause
 from pipelines.core.ingest import TableIngest, missing_extract_message
 from pipelines.core.schemas import RAW_MODELS, quarantine_models
 from pipelines.pandera_checks import schema_check_result
-from pipelines.resources import WarehouseResource
+from pipelines.resources import ProgressSettings, WarehouseResource
 
 
 def _audit(warehouse: WarehouseResource, table: str) -> dict:
@@ -36,10 +37,16 @@ def _audit(warehouse: WarehouseResource, table: str) -> dict:
 
 
 def quarantine_share_outcome(
-    table: str, quarantined: int, delivered: int, reason: str | None = None, file: str | None = None
+    table: str,
+    quarantined: int,
+    delivered: int,
+    reason: str | None = None,
+    file: str | None = None,
+    cause: str | None = None,
 ) -> dg.AssetCheckResult:
     """Pass up to 1%; warn above; fail (ERROR: nothing is published) when the gate blocks.
-    `reason` and `file`: the table's most frequent quarantine reason and source file."""
+    `reason` and `file`: the table's most frequent quarantine reason and source file; `cause`:
+    the likeliest cause (`pipelines.core.diagnosis`, as `progress check` gives it)."""
     metadata = {
         "quarantined_rows": quarantined,
         "delivered_rows": delivered,
@@ -49,8 +56,9 @@ def quarantine_share_outcome(
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata=metadata,
-            description=gate.blocked_message(table, quarantined, delivered, reason, file),
+            metadata=metadata | ({"likeliest_cause": cause} if cause else {}),
+            description=gate.blocked_message(table, quarantined, delivered, reason, file)
+            + (f"; likeliest cause: {cause}" if cause else ""),
         )
     if gate.warns(quarantined, delivered):
         return dg.AssetCheckResult(
@@ -125,11 +133,20 @@ def build_extract_checks(table: str) -> list[dg.AssetChecksDefinition]:
         description="Share of delivered rows quarantined: warn > 1%; more than 5% "
         "and at least 5 rows is a broken extract: the run publishes nothing.",
     )
-    def quarantine_share(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def quarantine_share(
+        warehouse: WarehouseResource, settings: ProgressSettings
+    ) -> dg.AssetCheckResult:
         audit = _audit(warehouse, table)
         quarantined, delivered = audit["quarantined_rows"], audit["delivered_rows"]
-        mostly = _mostly(warehouse, table) if gate.blocks(quarantined, delivered) else ()
-        return quarantine_share_outcome(table, quarantined, delivered, *mostly)
+        if not gate.blocks(quarantined, delivered):
+            return quarantine_share_outcome(table, quarantined, delivered)
+        with warehouse.read_connection() as con:
+            reasons = dict(con.execute(
+                f"SELECT _reason, count(*) FROM quarantine.{table} GROUP BY 1").fetchall())
+        cause = block_cause(settings.landing, table, reasons)
+        return quarantine_share_outcome(
+            table, quarantined, delivered, *_mostly(warehouse, table), cause=cause
+        )
 
     @dg.asset_check(
         asset=raw_key,

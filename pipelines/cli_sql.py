@@ -229,12 +229,9 @@ def rejected_build(warehouse: Path) -> Path:
 
 
 def rejected_locator():
-    """`rejected_path(warehouse)`: where a blocked or failed run keeps its build (None while
-    the publishing code keeps none)."""
-    try:
-        from pipelines.core.paths import rejected_path
-    except ImportError:
-        return None
+    """`rejected_path(warehouse)`: where a blocked or failed run keeps its build."""
+    from pipelines.core.paths import rejected_path
+
     return rejected_path
 
 

@@ -92,7 +92,23 @@ def test_run_has_one_as_of_and_a_blocked_run_changes_nothing(tmp_path):
     assert "'LECTURE_ID' looks like 'lecture_id'" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     status = runner.invoke(app, ["status", "--warehouse", str(warehouse), "--json"])
-    assert json.loads(status.stdout)["as_of"] == summary["as_of"]
+    found = json.loads(status.stdout)
+    assert found["as_of"] == summary["as_of"] and found["rejected_build"] is not None
+    # the rejected build is there to inspect, through the same sandbox
+    result = runner.invoke(
+        app,
+        [
+            "sql",
+            "--rejected",
+            "--warehouse",
+            str(warehouse),
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM quarantine.lectures",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "n\n6\n"
 
 
 def test_alerts_of_a_run_name_the_lecture(tmp_path):
@@ -158,7 +174,7 @@ def test_check_names_files_headers_and_verdict(tmp_path):
         "column": "lecture_id",
         "value": None,
     }
-    assert found["blocking"][0].startswith("lectures: 100.0% of delivered rows quarantined")
+    assert found["blocking"][0].startswith("lectures: 6 of 6 rows (100.0%) quarantined")
     assert (
         "lectures.csv lacks required column 'lecture_id' (found 'lecture id')"
         in (found["blocking"][0])
@@ -236,6 +252,7 @@ def test_interrupt_stops_the_run_and_publishes_nothing(tmp_path):
     assert process.returncode == ExitCode.INTERRUPTED, stderr
     assert time.monotonic() - sent < 10
     assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not warehouse.exists()  # nothing published
     assert not list(tmp_path.glob("wh.duckdb.*building*"))  # no staging file left behind
 
 

@@ -3,8 +3,9 @@
 Per file: the encoding, the header against the contract (missing, unknown and near-miss names:
 `LECTURE_ID` or `lecture id` for `lecture_id`), rows, or the reason it is refused. Per table:
 rows delivered / used / collapsed / quarantined, quarantine by reason with the first examples
-(file, record, column, value). The verdict is the contract's gate: any refused file, or any
-table with more than 5% and at least 5 of its delivered rows quarantined, blocks publication;
+(file, record, column, value). The verdict is the contract's gate (`pipelines.core.gate`): any
+refused file, or any table with more than 5% and at least 5 of its delivered rows quarantined,
+blocks publication;
 each block comes with its likeliest cause (a header that lacks a required column, rows that
 refer to a table that was itself broken, ...).
 
@@ -22,22 +23,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import gate
 from .contract import SPECS, TABLES, TableSpec
 from .extracts import WHITESPACE, FileRefused, decode_text, find_files
 from .ingest import TableIngest, ingest_all
 from .parse import parse, trimmed
 
-# The contract's gate (§1, §2): more than this share AND at least this many rows quarantined
-# in any one table, or any refused file, and the run publishes nothing.
-BLOCK_SHARE = 0.05
-BLOCK_MIN_ROWS = 5
 EXAMPLES_PER_REASON = 3
 NEAR_MISS_CUTOFF = 0.8  # difflib ratio: `lecture_idd` -> lecture_id, `lecture` does not
-
-
-def table_blocks(quarantined: int, delivered: int) -> bool:
-    """The gate on one table's quarantine (contract §2)."""
-    return delivered > 0 and quarantined / delivered > BLOCK_SHARE and quarantined >= BLOCK_MIN_ROWS
 
 
 @dataclass
@@ -105,12 +98,9 @@ class Diagnosis:
         lines = [f"{f.file}: refused ({f.refused})" for f in self.refused]
         for t in self.tables.values():
             if t.blocks:
-                line = (
-                    f"{t.table}: {t.share:.1%} of delivered rows quarantined "
-                    f"({t.quarantined:,} of {t.delivered:,}; the limit is more than "
-                    f"{BLOCK_SHARE:.0%} and at least {BLOCK_MIN_ROWS} rows)"
-                )
-                lines.append(line + (f": {t.cause}" if t.cause else ""))
+                top = max(t.reasons, key=t.reasons.__getitem__) if t.reasons else None
+                line = gate.blocked_message(t.table, t.quarantined, t.delivered, top)
+                lines.append(line + (f"; likeliest cause: {t.cause}" if t.cause else ""))
         return lines
 
     @property
@@ -251,7 +241,7 @@ def diagnose_table(result: TableIngest, tz: str) -> TableDiagnosis:
             )
             for row in rows.iter_rows(named=True)
         ]
-    found.blocks = table_blocks(found.quarantined, found.delivered)
+    found.blocks = gate.blocks(found.quarantined, found.delivered)
     return found
 
 
