@@ -122,7 +122,11 @@ def test_blocked_or_refused_run_publishes_nothing_and_keeps_its_build(warehouse,
     wrong = write_landing(tmp_path / "wrong", rows, {"lectures": "lecture_no,academy,title"})
     with pytest.raises(RunFailed) as blocked:
         run_pipeline(wrong, warehouse, AS_OF)
-    message = "lectures: 6 of 6 rows (100.0%) quarantined, mostly missing_value in lectures.csv"
+    message = (
+        "lectures: 6 of 6 rows (100.0%) quarantined, mostly missing_value in lectures.csv; "
+        "likeliest cause: lectures.csv lacks required column 'lecture_id' (found 'lecture_no'), "
+        "'academy_id' (found 'academy')"
+    )
     assert str(blocked.value) == message
     assert state(warehouse) == before  # every table and view, marts.publication included
     kept = rejection(warehouse)
