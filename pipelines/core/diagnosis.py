@@ -285,6 +285,8 @@ def likeliest_cause(
         else ""
     )
     note = f"; {', '.join(cp949)} read as CP949" if cp949 and top == "invalid_type" else ""
+    if not where and not note:  # nothing beyond the reason itself, which the message gives
+        return ""
     return f"most rows are {top}{where}{note}"
 
 
