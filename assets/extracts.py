@@ -9,7 +9,12 @@ import dagster as dg
 
 from checks.extract_checks import ingest_check_results, ingest_check_specs
 from pipelines.core.contract import SPECS, TABLES
-from pipelines.core.ingest import TableIngest, ingest_table, missing_extract_message
+from pipelines.core.ingest import (
+    TableIngest,
+    ingest_table,
+    missing_extract_message,
+    missing_extract_warned,
+)
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
 from pipelines.core.warehouse import (
     TableDoc,
@@ -98,7 +103,8 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
         result = ingest_table(table, settings.landing, settings.timezone, refs)
         for refused in result.refused:
             context.log.warning(f"{table}: {refused}")
-        if not result.files:  # contract §1: a refused file contributes no row, the run goes on
+        # contract §1: a refused file contributes no row, the run goes on
+        if missing_extract_warned(table, len(result.files), bool(result.refused)):
             refused = "; ".join(str(r) for r in result.refused) or None
             context.log.warning(missing_extract_message(table, refused))
         with warehouse.get_connection() as con:

@@ -23,6 +23,7 @@ import polars as pl
 from pipelines.core.contract import TABLES
 from pipelines.core.history import HISTORY_TABLES, end_of_day, history_for_days, replace_dates
 from pipelines.core.history_schemas import HISTORY_MODELS
+from pipelines.core.marts import MART_INPUT_COLUMNS
 from pipelines.core.schemas import table_description, validate
 from pipelines.core.warehouse import read_table
 from pipelines.metadata import definition_metadata, frame_metadata, preview, table_doc
@@ -61,7 +62,7 @@ def _risk_counts(progress: pl.DataFrame) -> dict[str, int]:
 def _read_raw(warehouse: WarehouseResource) -> dict[str, pl.DataFrame]:
     with warehouse.get_connection() as con:
         try:
-            return {t: read_table(con, f"raw.{t}") for t in TABLES}
+            return {t: read_table(con, f"raw.{t}") for t in MART_INPUT_COLUMNS}
         except duckdb.CatalogException as exc:
             raise dg.Failure(
                 "the warehouse has no raw tables yet: ingest first (`progress run`, or "

@@ -67,8 +67,7 @@ def read_mart_inputs(
     read (the reference tables whole): every mart row belongs to one enrollment.
     """
     frames = {}
-    for table in TABLES:
-        columns = MART_INPUT_COLUMNS[table]
+    for table, columns in MART_INPUT_COLUMNS.items():
         if enrollments is None or "enrollment_id" not in columns:
             frames[table] = read_table(con, f"raw.{table}", columns)
         else:

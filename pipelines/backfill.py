@@ -37,7 +37,7 @@ from pipelines.core.history import (
     read_dates,
     stored_dates,
 )
-from pipelines.core.marts import RiskThresholds
+from pipelines.core.marts import MART_INPUT_COLUMNS, RiskThresholds
 from pipelines.exit_codes import CommandFailed, ExitCode
 from pipelines.resources import DEFAULT_TIMEZONE
 from pipelines.runner import check_landing, dagster_instance, job, run_config, run_failure
@@ -195,7 +195,7 @@ def alerts_summary(
     computed from the warehouse's raw tables (read-only). For as_of = D 23:59:59 this equals
     the stored marts.risk_alerts of D."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        raw = {t: con.sql(f"SELECT * FROM raw.{t}").pl() for t in TABLES}
+        raw = {t: con.sql(f"SELECT * FROM raw.{t}").pl() for t in MART_INPUT_COLUMNS}
         alerts = with_titles(con, alerts_since_previous_day(raw, as_of, thresholds))
     previous = end_of_day(as_of.date() - timedelta(days=1))
     return AlertsSummary(as_of=as_of, previous=previous, alerts=alerts)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pipelines.cli_bench import bench
 from pipelines.cli_consume import export, report
+from pipelines.cli_evaluate import evaluate
 from pipelines.cli_history import alerts, alerts_table, backfill
 from pipelines.cli_sql import sql
 from pipelines.core.landing import DEFAULT_LANDING
@@ -31,6 +32,7 @@ app.command()(alerts)
 app.command()(bench)
 # a query that starts with a `--` comment is the query, not an unknown option
 app.command(context_settings={"ignore_unknown_options": True})(sql)
+app.command()(evaluate)
 console = Console()
 err = Console(stderr=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import all_assets
+from assets.evaluation import evaluation_job
 from assets.history import history_assets
 from checks import all_checks
 from checks.history_checks import history_checks
@@ -20,7 +21,7 @@ from pipelines.sensors import sensors
 defs = dg.Definitions(
     assets=[*all_assets, *history_assets],
     asset_checks=[*all_checks, *history_checks],
-    jobs=[progress_job, ingest_job, *history_jobs, exports_job],
+    jobs=[progress_job, ingest_job, *history_jobs, exports_job, evaluation_job],
     schedules=schedules,
     sensors=sensors,
     resources={

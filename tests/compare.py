@@ -9,9 +9,11 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.core.contract import SPECS, TABLES
+from pipelines.core.evaluation import RULE_EVALUATION_KEY, evaluate
 from pipelines.core.ingest import ingest_all
 from pipelines.core.marts import RiskThresholds, build_marts
 from tests.reference import reference_ingest, reference_marts
+from tests.reference_evaluation import all_pairs, reference_evaluation
 
 MART_KEYS = {
     "session_progress": ["enrollment_id", "session_id"],
@@ -48,8 +50,10 @@ def assert_same(name: str, ours: pl.DataFrame, theirs: list[dict], key: list[str
 
 def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/Seoul",
                     thresholds: RiskThresholds | None = None,
-                    compare_quarantine_text: bool = True) -> dict[str, int]:
-    """Assert raw, quarantine and marts equal the reference; return row counts seen."""
+                    compare_quarantine_text: bool = True,
+                    evaluation_pairs: list[tuple[int, int]] | None = None) -> dict[str, int]:
+    """Assert raw, quarantine, marts and the rule evaluation (for `evaluation_pairs`, default
+    the whole sweep) equal the reference; return row counts seen."""
     thresholds = thresholds or RiskThresholds()
     ours = ingest_all(landing, tz)
     ref_raw, ref_quarantine, ref_refused = reference_ingest(landing, tz)
@@ -73,4 +77,13 @@ def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/S
         for name, key in MART_KEYS.items():
             assert_same(f"{name} as of {as_of}", marts[name], expected[name], key)
             counts[name] = counts.get(name, 0) + marts[name].height
+        # the whole sweep in one pass, compared on the pairs asked for (the reference runs
+        # its marts once per pair)
+        pairs = evaluation_pairs or all_pairs()
+        evaluation = evaluate(raw, as_of).filter(
+            pl.concat_list("warning_streak", "danger_streak").is_in(
+                [list(p) for p in pairs]))
+        assert_same(f"rule_evaluation as of {as_of}", evaluation,
+                    reference_evaluation(ref_raw, as_of, pairs), RULE_EVALUATION_KEY)
+        counts["rule_evaluation"] = counts.get("rule_evaluation", 0) + evaluation.height
     return counts

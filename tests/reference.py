@@ -116,6 +116,12 @@ SCHEMA: dict[str, list[Col]] = {
         Col("memo", "text"),
         Col("requested_at", "timestamp", True),
     ],
+    # optional (contract section 5): absent from a landing folder means an empty table
+    "outcomes": [
+        Col("enrollment_id", "int", True),
+        Col("result", "text", True, enum=("PASS", "FAIL", "WITHDRAWN")),
+        Col("decided_at", "timestamp"),
+    ],
 }
 
 NATURAL_KEY: dict[str, tuple[str, ...]] = {
@@ -127,6 +133,7 @@ NATURAL_KEY: dict[str, tuple[str, ...]] = {
     "video_progress": ("enrollment_id", "session_id", "recorded_at"),
     "submissions": ("submission_id",),
     "clinic_requests": ("enrollment_id", "session_id", "reason", "requested_at"),
+    "outcomes": ("enrollment_id",),
 }
 
 TABLES = list(SCHEMA)
@@ -712,6 +719,9 @@ def reference_ingest(
             reason = None
             if table in ("sessions", "policies", "enrollments"):
                 if values["lecture_id"] not in valid_lecture_ids:
+                    reason = "unknown_reference"
+            elif table == "outcomes":
+                if values["enrollment_id"] not in enrollment_lecture:
                     reason = "unknown_reference"
             elif table in EVENT_TABLES:
                 enrollment_id, session_id = values["enrollment_id"], values["session_id"]

@@ -60,9 +60,9 @@ def test_definitions_load_with_layers_descriptions_and_checks():
     assert {k.path[1] for k in specs if k.path[0] == "marts"} == {
         "session_progress", "lecture_progress", "risk_log", "clinic_links", "dim_labels",
         "v_at_risk_students", "v_lecture_summary", "v_session_funnel", "v_clinic_queue",
-        "lecture_progress_daily", "risk_daily_summary", "risk_alerts"}
+        "lecture_progress_daily", "risk_daily_summary", "risk_alerts", "rule_evaluation"}
     check_keys = defs.resolve_asset_graph().asset_check_keys
-    assert len(check_keys) == 5 * len(TABLES) + 5 + 4 + 4
+    assert len(check_keys) == 5 * len(TABLES) + 5 + 4 + 4 + 1
     assert defs.resolve_job_def("progress_job") is not None
 
 

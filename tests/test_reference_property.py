@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from pipelines.core.marts import RiskThresholds
 from tests.compare import compare_landing
-from tests.conftest import HEADERS
+from tests.conftest import HEADERS as EXTRACT_HEADERS
+
+HEADERS = EXTRACT_HEADERS | {"outcomes": "enrollment_id,result,decided_at"}
 
 BAD = ["", "x", "1.5", "-1", "NaN", "2026/03/01", "ONLINE", "150", "99999999999999999999"]
 DATES = ["2026-03-02", "2026-03-09", "2026-03-16", "2026-03-23", "", "2026-04-20"]
@@ -32,7 +34,7 @@ def csv_field(text: str) -> str:
 
 @st.composite
 def landings(draw):
-    rows: dict[str, list[list[str]]] = {t: [] for t in HEADERS}
+    rows: dict[str, list[list[str]]] = {t: [] for t in EXTRACT_HEADERS}
     lectures = [1, 2, 3]
     rows["lectures"] = [[str(lec), str(10 + lec % 2), f"강의 {lec}"] for lec in lectures]
     sessions: dict[int, list[int]] = {}
@@ -89,6 +91,14 @@ def landings(draw):
             ["AUTO_FAILED", "AUTO_RISK", "MANUAL_REQUEST", "TEACHER_RECOMMEND"])),
             draw(st.sampled_from(["", "true", "false"])), draw(st.sampled_from(["", "메모", "a,b"])),
             stamp(draw)])
+    # the optional outcomes extract: absent, or some enrollments (and an unknown one), with a
+    # re-delivered or conflicting copy now and then
+    if draw(st.integers(0, 3)):
+        rows["outcomes"] = [
+            [str(e), draw(st.sampled_from(["PASS", "FAIL", "FAIL", "WITHDRAWN", "pass"])),
+             draw(st.sampled_from(["", "2026-03-20 10:00", "2026-04-01", "2026-02-01 09:00"]))]
+            for e in draw(st.lists(st.sampled_from([*enrollments, 1999]), max_size=10))
+        ]
     lines: dict[str, list[str]] = {}
     for table, table_rows in rows.items():
         out = []
@@ -107,8 +117,9 @@ def landings(draw):
 
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(case=landings(), warning=st.integers(1, 3), extra=st.integers(0, 2))
-def test_random_extracts_match_reference(tmp_path_factory, case, warning, extra):
+@given(case=landings(), warning=st.integers(1, 3), extra=st.integers(0, 2),
+       swept=st.tuples(st.integers(1, 6), st.integers(0, 5)))
+def test_random_extracts_match_reference(tmp_path_factory, case, warning, extra, swept):
     files, eol, split = case
     landing = tmp_path_factory.mktemp("landing")
     for table, lines in files.items():
@@ -124,4 +135,7 @@ def test_random_extracts_match_reference(tmp_path_factory, case, warning, extra)
         landing,
         [datetime(2026, 3, 10, 12), datetime(2026, 3, 31, 23, 59, 59)],
         thresholds=RiskThresholds(warning=warning, danger=warning + extra + 1),
+        # the rule evaluation: the sweep's rows of the run's pair and of one more pair
+        evaluation_pairs=[(warning, warning + extra + 1),
+                          (swept[0], min(6, swept[0] + swept[1]))],
     )

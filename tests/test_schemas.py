@@ -125,6 +125,7 @@ RAW_ROWS: dict[str, list[tuple]] = {
         (1002, 101, "TEACHER_RECOMMEND", True, "보충 필요, 주말 반", T1, "clinic_requests.csv", 1),
         (1002, 101, "TEACHER_RECOMMEND", None, None, T2, "clinic_requests.csv", 2),
     ],
+    "outcomes": [(1001, "PASS", T2, "outcomes.csv", 1), (1002, "WITHDRAWN", None, "outcomes.csv", 2)],
 }
 
 MART_ROWS: dict[str, list[tuple]] = {

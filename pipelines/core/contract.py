@@ -13,8 +13,10 @@ ColumnType = Literal["int", "float", "bool", "date", "timestamp", "text"]
 
 EVENT_TABLES = ("attendance", "video_progress", "submissions", "clinic_requests")
 REFERENCE_TABLES = ("lectures", "sessions", "policies", "enrollments")
+# Optional extracts (§5): a landing folder without them is normal, not a missing extract.
+OPTIONAL_TABLES = ("outcomes",)
 # Dependency order: a table's references are always ingested before it.
-TABLES = REFERENCE_TABLES + EVENT_TABLES
+TABLES = REFERENCE_TABLES + EVENT_TABLES + OPTIONAL_TABLES
 
 QUARANTINE_REASONS = (
     "missing_value",
@@ -55,6 +57,10 @@ class TableSpec:
     def is_event(self) -> bool:
         return self.name in EVENT_TABLES
 
+    @property
+    def is_optional(self) -> bool:
+        return self.name in OPTIONAL_TABLES
+
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
@@ -68,6 +74,7 @@ STATUSES = ("ACTIVE", "DROPPED")
 ATTENDANCE_TYPES = ("online", "offline")
 SUBMISSION_KINDS = ("exam", "homework")
 CLINIC_REASONS = ("AUTO_FAILED", "AUTO_RISK", "MANUAL_REQUEST", "TEACHER_RECOMMEND")
+OUTCOME_RESULTS = ("PASS", "FAIL", "WITHDRAWN")
 
 SPECS: dict[str, TableSpec] = {
     s.name: s
@@ -189,6 +196,18 @@ SPECS: dict[str, TableSpec] = {
             key=("enrollment_id", "session_id", "reason", "requested_at"),
             references={"enrollment_id": "enrollments", "session_id": "sessions"},
             description="Clinic requests and approvals entered by staff.",
+        ),
+        TableSpec(
+            "outcomes",
+            (
+                _c("enrollment_id", "int", True, description="Enrollment whose outcome it is."),
+                _c("result", "text", True, enum=OUTCOME_RESULTS,
+                   description="PASS, FAIL or WITHDRAWN: how the enrollment ended."),
+                _c("decided_at", "timestamp", description="When it was decided (local)."),
+            ),
+            key=("enrollment_id",),
+            references={"enrollment_id": "enrollments"},
+            description="Optional: the final result of enrollments, to evaluate the risk rules.",
         ),
     )
 }

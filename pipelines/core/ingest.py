@@ -229,9 +229,11 @@ def _reference_code(spec: TableSpec, refs: dict[str, pl.DataFrame]) -> pl.Expr:
     mismatch = pl.lit(QUARANTINE_REASONS.index("lecture_mismatch") + 1, pl.UInt8)
     if not spec.references:  # lectures reference nothing
         return pl.lit(0, pl.UInt8)
-    if not spec.is_event:
-        valid = refs["lectures"].get_column("lecture_id")
-        known = pl.col("v:lecture_id").is_in(valid.implode())
+    if not spec.is_event:  # sessions, policies, enrollments -> lectures; outcomes -> enrollments
+        known = pl.all_horizontal(
+            pl.col(f"v:{column}").is_in(refs[table].get_column(column).implode())
+            for column, table in spec.references.items()
+        )
         return pl.when(known).then(pl.lit(0, pl.UInt8)).otherwise(unknown)
     session_lecture = _lecture_of("session_id", refs["sessions"])
     enrollment_lecture = _lecture_of("enrollment_id", refs["enrollments"])
@@ -359,6 +361,13 @@ def ingest_table(
     result.raw = result.raw.cast(schema)  # type: ignore[arg-type]
     result.quarantine = result.quarantine.cast(quarantine_schema(spec))  # type: ignore[arg-type]
     return result
+
+
+def missing_extract_warned(table: str, files: int, refused: bool) -> bool:
+    """Whether an ingest with `files` readable files deserves the 'missing extract' warning: a
+    required table with none, or an optional one (outcomes, §5) whose delivered files were all
+    refused. An optional table that was simply not delivered is normal."""
+    return not files and (not SPECS[table].is_optional or refused)
 
 
 def missing_extract_message(table: str, refused: str | None) -> str:

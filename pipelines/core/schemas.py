@@ -30,6 +30,7 @@ from pandera.api.polars.model import DataFrameModel
 from .contract import (
     ATTENDANCE_TYPES,
     CLINIC_REASONS,
+    OUTCOME_RESULTS,
     PASS_TYPES,
     QUARANTINE_REASONS,
     SPECS,
@@ -37,6 +38,7 @@ from .contract import (
     SUBMISSION_KINDS,
     TABLES,
 )
+from .evaluation import EVALUATED_LEVELS, RULE_EVALUATION_KEY, SCOPES
 from .keys import duplicated_rows
 from .marts import risk_reason
 
@@ -52,11 +54,13 @@ __all__ = [
     "RawClinicRequests",
     "RawEnrollments",
     "RawLectures",
+    "RawOutcomes",
     "RawPolicies",
     "RawSessions",
     "RawSubmissions",
     "RawVideoProgress",
     "RiskLog",
+    "RuleEvaluation",
     "SessionProgress",
     "Timestamp",
     "column_descriptions",
@@ -435,6 +439,37 @@ class RawClinicRequests(_ContractModel):
         unique = ["enrollment_id", "session_id", "reason", "requested_at"]
 
 
+class RawOutcomes(_ContractModel):
+    enrollment_id: pl.Int64 = pa.Field(
+        unique=True,
+        description="Enrollment whose outcome it is (a valid enrollments.enrollment_id); natural "
+        "key of the table.",
+    )
+    result: pl.String = pa.Field(
+        isin=list(OUTCOME_RESULTS),
+        description=(
+            "How the enrollment ended: PASS, FAIL or WITHDRAWN. The rule evaluation counts FAIL "
+            "as positive and PASS as negative among ACTIVE enrollments, and WITHDRAWN apart."
+        ),
+    )
+    decided_at: Timestamp = pa.Field(
+        nullable=True,
+        description=(
+            f"When the result was decided, {LOCAL}; null when not delivered (then the lead time "
+            "of a flagged FAIL is null). Outcomes are used whatever their decided_at."
+        ),
+    )
+    source_file: pl.String = _source_file()
+    source_row: pl.Int64 = _source_row()
+
+    class Config:
+        description = (
+            "Optional extract: one row per enrollment with a known outcome, natural key "
+            "enrollment_id; only outcomes of a valid enrollment. Empty when the landing folder "
+            "has no outcomes extract; then nothing is evaluated." + RAW_NOTE
+        )
+
+
 RAW_MODELS: dict[str, type[DataFrameModel]] = {
     "lectures": RawLectures,
     "sessions": RawSessions,
@@ -444,6 +479,7 @@ RAW_MODELS: dict[str, type[DataFrameModel]] = {
     "video_progress": RawVideoProgress,
     "submissions": RawSubmissions,
     "clinic_requests": RawClinicRequests,
+    "outcomes": RawOutcomes,
 }
 assert tuple(RAW_MODELS) == TABLES
 
@@ -980,6 +1016,102 @@ class DimLabels(_ContractModel):
             "(domain, code)."
         )
         unique = ["domain", "code"]
+
+
+# --------------------------------------------------------------------------------------------
+# Rule evaluation (contract §5): not a progress mart; kept per as_of, written by its own asset
+# --------------------------------------------------------------------------------------------
+
+_COUNT = "ACTIVE enrollments of the scope with a PASS or FAIL outcome that are "
+
+
+def _ratio_field(text: str) -> float:
+    return pa.Field(nullable=True, ge=0, le=1, description=text + " Null when its denominator "
+                    "is 0.")
+
+
+class RuleEvaluation(_ContractModel):
+    as_of: Timestamp = pa.Field(
+        description=f"Instant T the risk was computed as of, {LOCAL}: each enrollment's risk is "
+        "the one marts.lecture_progress would give as of T with the row's thresholds."
+    )
+    scope: pl.String = pa.Field(
+        isin=list(SCOPES),
+        description="What the row counts: all (every academy together), academy or lecture.",
+    )
+    scope_id: pl.Int64 = pa.Field(
+        nullable=True,
+        description="academy_id (scope academy) or lecture_id (scope lecture); null for all. "
+        "Only academies and lectures with at least one ACTIVE enrollment with an outcome.",
+    )
+    warning_streak: pl.Int64 = pa.Field(
+        ge=1, description="Streak length that raises an enrollment to WARNING in this row."
+    )
+    danger_streak: pl.Int64 = pa.Field(
+        ge=1, description="Streak length that raises an enrollment to DANGER (>= warning_streak)."
+    )
+    level: pl.String = pa.Field(
+        isin=list(EVALUATED_LEVELS),
+        description="Level L an enrollment must have as of T to count as flagged: WARNING means "
+        "WARNING or DANGER (WARNING+), DANGER means DANGER.",
+    )
+    population: pl.Int64 = pa.Field(
+        ge=0, description="ACTIVE enrollments of the scope whose outcome is PASS or FAIL "
+        "(= tp + fp + fn + tn)."
+    )
+    tp: pl.Int64 = pa.Field(ge=0, description=_COUNT + "flagged (level L or higher) and FAIL.")
+    fp: pl.Int64 = pa.Field(ge=0, description=_COUNT + "flagged and PASS.")
+    fn: pl.Int64 = pa.Field(ge=0, description=_COUNT + "not flagged and FAIL.")
+    tn: pl.Int64 = pa.Field(ge=0, description=_COUNT + "not flagged and PASS.")
+    precision: pl.Float64 = _ratio_field("tp / (tp + fp): share of flagged enrollments that "
+                                         "failed.")
+    recall: pl.Float64 = _ratio_field("tp / (tp + fn): share of failures that were flagged.")
+    f1: pl.Float64 = _ratio_field("2 * precision * recall / (precision + recall); also null "
+                                  "when precision or recall is null.")
+    accuracy: pl.Float64 = _ratio_field("(tp + tn) / population.")
+    base_rate: pl.Float64 = _ratio_field("(tp + fn) / population: share of the population "
+                                         "that failed, whatever the thresholds.")
+    withdrawn: pl.Int64 = pa.Field(
+        ge=0, description="ACTIVE enrollments of the scope whose outcome is WITHDRAWN (counted "
+        "apart, not in the population)."
+    )
+    withdrawn_flagged: pl.Int64 = pa.Field(
+        ge=0, description="Of those WITHDRAWN, how many were flagged (level L or higher)."
+    )
+    median_lead_days: pl.Float64 = pa.Field(
+        nullable=True,
+        description="Median, over flagged FAILs, of the days from the session_date of the "
+        "enrollment's first marts.risk_log row (as of T) at level L or higher to the date of "
+        "decided_at; those with either date null are left out; null when none remains. "
+        "Negative when the outcome was decided before the enrollment was first flagged.",
+    )
+
+    @pa.dataframe_check(name="counts_add_up", error="tp + fp + fn + tn must equal population")
+    @classmethod
+    def _counts_rule(cls, data) -> pl.LazyFrame:
+        total = pl.col("tp") + pl.col("fp") + pl.col("fn") + pl.col("tn")
+        return data.lazyframe.select(total == pl.col("population"))
+
+    @pa.dataframe_check(name="ordered_thresholds", error="warning_streak must be <= danger_streak")
+    @classmethod
+    def _thresholds_rule(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("warning_streak") <= pl.col("danger_streak"))
+
+    @pa.dataframe_check(name="scope_id_iff_not_all", error="scope_id is null exactly for all")
+    @classmethod
+    def _scope_rule(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("scope_id").is_null() == (pl.col("scope") == "all"))
+
+    class Config:
+        description = (
+            "How well the risk rules foresaw the delivered outcomes (contract §5): one row per "
+            "(as_of, scope, scope_id, warning_streak, danger_streak, level), for every threshold "
+            "pair 1 <= warning_streak <= danger_streak <= 6 (plus the configured pair). "
+            "Evaluated: ACTIVE enrollments with an outcome; positive = FAIL, negative = PASS, "
+            "WITHDRAWN counted apart. Rows of one as_of are replaced together; other as_of "
+            "values are kept. Empty when no outcomes were ever delivered."
+        )
+        unique = RULE_EVALUATION_KEY
 
 
 MART_MODELS: dict[str, type[DataFrameModel]] = {
