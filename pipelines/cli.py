@@ -75,12 +75,15 @@ def generate(
             "--academies, --enrollments and --format."
         ),
     ] = None,
+    outcomes: Annotated[
+        bool, typer.Option(help="Also write the optional outcomes extract (PASS/FAIL/WITHDRAWN).")
+    ] = True,
 ) -> None:
     """Write realistic synthetic extracts (with a few bad rows of every kind)."""
     from rich.progress import Progress
 
     from pipelines.bench import TIERS
-    from pipelines.generate import generate_extracts
+    from pipelines.generate import OutputNotOurs, generate_extracts
 
     if tier is not None:
         if tier.upper() not in TIERS:
@@ -89,16 +92,20 @@ def generate(
         academies, enrollments, format = chosen.academies, chosen.enrollments, "parquet"
     if format not in ("csv", "parquet"):
         fail(f"--format must be csv or parquet, not {format!r}")
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("generating enrollments", total=enrollments)
-        counts = generate_extracts(
-            out,
-            academies=academies,
-            enrollments=enrollments,
-            seed=seed,
-            fmt=format,  # type: ignore[arg-type]
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+    try:
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("generating enrollments", total=enrollments)
+            counts = generate_extracts(
+                out,
+                academies=academies,
+                enrollments=enrollments,
+                seed=seed,
+                fmt=format,  # type: ignore[arg-type]
+                outcomes=outcomes,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except OutputNotOurs as exc:
+        fail(str(exc))
     table = Table("table", "rows", title=f"extracts written to {out}")
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")

@@ -1,6 +1,7 @@
 """Synthetic, realistic extracts for the academy progress pipeline (data contract section 1).
 
-``generate_extracts`` writes all eight contract tables into a landing folder, deterministically
+``generate_extracts`` writes all eight contract tables, and the optional ``outcomes`` extract
+(contract section 5; ``outcomes=False`` leaves it out), into a landing folder, deterministically
 per seed, with vectorized numpy/polars code so that it scales to ~1M enrollments (~100M event
 rows) in bounded memory: enrollments are simulated in chunks, and each chunk becomes one
 ``part-NNN`` file of the event folders.
@@ -8,8 +9,9 @@ rows) in bounded memory: enrollments are simulated in chunks, and each chunk bec
 Layout written into ``out`` (``.csv`` or ``.parquet``)::
 
     lectures, policies, sessions, enrollments, clinic_requests   single files
+    outcomes                                                     single file (optional)
     attendance/, video_progress/, submissions/                   folders of part-NNN files
-    _manifest.json                                               what was injected (not an extract)
+    _manifest.json                                               what was written and injected
 
 With ``bad_rows=True`` a few contract-breaking rows are injected (never more than 0.8% of a
 table's delivered rows are expected in quarantine), covering every quarantine reason, plus
@@ -26,8 +28,19 @@ Other variety that is valid input: CSV timestamps mostly ``YYYY-MM-DD HH:MM:SS``
 same instant); booleans mostly true/false, some 1/0, TRUE, True. Parquet part files vary the
 timestamp type per chunk (naive us, UTC-aware us, naive ms) and some integer widths.
 
-Regenerating into the same folder first removes the contract files an earlier run wrote there
-(``<table>.csv|parquet``, ``<table>/part-*``, ``_manifest.json``); other files are left alone.
+Outcomes (one per enrollment whose result is known at the extract time): every enrollment of a
+lecture whose last session is over gets PASS, FAIL or WITHDRAWN, decided 1-14 days after that
+last session; in lectures still running, only students who left have one (WITHDRAWN, decided some
+days after they stopped). Students who stop completing sessions fail more often: a stretch of
+absences or failed exams running into the last sessions, a silent drop-out or a weak student type
+raise the chance of FAIL. The outcomes come from their own random stream (seeded from the seed
+and a fixed stream number), so turning them on or off never changes any other file.
+
+The output folder must be new, empty (files starting with '.' aside) or an earlier output of
+this generator (its ``_manifest.json`` says so). Regenerating removes exactly the files the
+earlier run listed in its manifest (for a manifest older than that list: the contract files
+``<table>.csv|parquet``, ``<table>/part-*``), and nothing else; a folder holding anything else
+without such a manifest is refused (``OutputNotOurs``), so a landing folder is never emptied.
 
 The data describe the state known at the extract time 2026-11-25 06:00 (Asia/Seoul): no event
 is later than that, and lectures started at different terms so some have future sessions.
@@ -59,7 +72,11 @@ TABLES: tuple[str, ...] = (
     "video_progress",
     "submissions",
     "clinic_requests",
+    "outcomes",
 )
+OUTCOMES_STREAM = 13  # the outcomes' random stream: np.random.default_rng([seed, 13])
+MANIFEST = "_manifest.json"
+GENERATOR = "pipelines.generate"
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "lectures": ("lecture_id", "academy_id", "title"),
@@ -95,6 +112,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "memo",
         "requested_at",
     ),
+    "outcomes": ("enrollment_id", "result", "decided_at"),
 }
 
 FOLDER_TABLES = ("attendance", "video_progress", "submissions")
@@ -104,6 +122,7 @@ TS_COLUMNS = {
     "video_progress": "recorded_at",
     "submissions": "submitted_at",
     "clinic_requests": "requested_at",
+    "outcomes": "decided_at",
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -943,6 +962,79 @@ def _simulate_chunk(
 
 
 # ---------------------------------------------------------------------------------------------
+# Outcomes (contract section 5): what became of the enrollments, from their own random stream.
+
+RESULTS = ("PASS", "FAIL", "WITHDRAWN")
+
+
+def _simulate_outcomes(w: _World, rng: np.random.Generator) -> pl.DataFrame:
+    """One row per enrollment whose result is known at the extract time (see the module doc)."""
+    e = w.enr
+    n = e["id"].size
+    lec = e["lec"]
+    nsess = w.lec_nsess[lec]
+    last_day = np.where(
+        nsess > 0, w.sess_day[np.maximum(w.lec_sess_off[lec] + nsess - 1, 0)], REF_DAY + 365
+    ) if w.sess_day.size else np.full(n, REF_DAY + 365)
+    ended = last_day <= REF_DAY - 2  # decided on a later day, before the nightly extract
+    dropped = e["status"] == 1
+    left = e["drop_at"] < np.iinfo(np.int64).max  # dropped, or stopped coming unannounced
+    silent = left & ~dropped
+
+    # a stretch of absences (kind 0) or failed exams (kind 1) running into the last sessions
+    late = np.zeros(n, dtype=np.int64)
+    slumped = np.zeros(n, dtype=np.int64)
+    for i in (1, 2):
+        start, length, kind = e[f"s{i}_start"], e[f"s{i}_len"], e[f"s{i}_kind"]
+        reaches_end = (length > 0) & (start + length - 1 >= nsess - 4)
+        late = np.maximum(late, np.where(reaches_end, np.where(kind == 0, 2, 1), 0))
+        slumped += length
+    logit = np.array([-3.2, -1.8, -0.4])[e["type"]] + np.array([0.0, 1.2, 2.2])[late]
+    logit += 0.12 * slumped
+    fail = rng.random(n) < 1 / (1 + np.exp(-logit))
+    u = rng.random(n)
+    result = np.where(fail, 1, 0)
+    result = np.where(rng.random(n) < 0.02, 2, result)  # a few leave at the very end
+    result = np.where(silent, np.where(u < 0.45, 2, np.where(u < 0.95, 1, 0)), result)
+    result = np.where(dropped, np.where(u < 0.85, 2, 1), result)
+
+    # decided 1-14 days after the lecture's last session, or after the student left
+    after_last = last_day + 1 + rng.integers(0, 14, n) % np.maximum(REF_DAY - 1 - last_day, 1)
+    stopped_day = np.minimum(e["drop_at"], EXTRACT_AT) // DAY
+    after_leaving = stopped_day + rng.integers(3, 22, n)
+    day = np.where(ended, after_last, after_leaving)
+    has = (ended | (left & (result == 2) & (after_leaving <= REF_DAY - 1)))
+    has &= rng.random(n) >= 0.03  # a few results are not recorded yet
+    at = day * DAY + rng.integers(10 * HOUR, 19 * HOUR, n) // MINUTE * MINUTE
+    at_null = rng.random(n) < 0.04
+    keep = np.flatnonzero(has)
+    return pl.DataFrame(
+        [
+            pl.Series("enrollment_id", e["id"][keep]),
+            _pick(RESULTS, result[keep]).alias("result"),
+            _with_nulls(_ts_series("decided_at", at[keep]), at_null[keep]),
+        ]
+    )
+
+
+def _outcome_bad(outcomes: pl.DataFrame, rng: np.random.Generator) -> _Bad:
+    """Bad outcome rows of every kind that applies (within the usual budget)."""
+    bad = _Bad("outcomes")
+    rows = _row_dicts(outcomes.sample(min(outcomes.height, 6), seed=int(rng.integers(2**31))))
+    if len(rows) < 6:
+        return bad
+    other = {"PASS": "FAIL", "FAIL": "PASS", "WITHDRAWN": "FAIL"}
+    bad.add(None, 0, rows[0])  # a re-delivery
+    bad.add("unknown_reference", 1, {**rows[1], "enrollment_id": str(UNKNOWN_ID + 900)})
+    bad.add("invalid_enum", 1, {**rows[2], "result": rows[2]["result"].capitalize()})
+    # the original is delivered already: the conflicting copy quarantines both
+    bad.add("duplicate_conflict", 2, {**rows[3], "result": other[rows[3]["result"]]})
+    bad.add("missing_value", 1, {**rows[4], "result": None})
+    bad.add("invalid_type", 1, {**rows[5], "decided_at": "2026-11-31 10:00"})
+    return bad
+
+
+# ---------------------------------------------------------------------------------------------
 # Writing.
 
 _TS_VARIANTS: tuple[tuple[float, int, str], ...] = (
@@ -1076,6 +1168,7 @@ class _Writer:
     def __init__(self, out: Path, fmt: str, rng: np.random.Generator, pad: bool) -> None:
         self.out, self.fmt, self.rng, self.pad = out, fmt, rng, pad
         self.rows: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self.files: list[str] = []  # every file written, relative to `out`
         self._clinic_handle: Any = None
         self._clinic_parts: list[Path] = []
 
@@ -1094,6 +1187,7 @@ class _Writer:
         another export tool's header: other column order, an extra column, padded names."""
         path = self.out / f"{rel}.{self.fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.files.append(f"{rel}.{self.fmt}")
         if self.fmt == "csv":
             text = _as_text(df, table, self.rng, self.pad)
             if bad is not None:
@@ -1113,12 +1207,15 @@ class _Writer:
         """An all-text Parquet file of bad rows (the contract allows text for any column)."""
         path = self.out / f"{rel}.{self.fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.files.append(f"{rel}.{self.fmt}")
         bad.select(COLUMNS[table]).write_parquet(path, row_group_size=ROW_GROUP, compression="zstd")
         self.rows[table] += bad.height
 
     # clinic_requests is one file written chunk by chunk
     def append_clinic(self, df: pl.DataFrame, bad: pl.DataFrame | None, final: bool) -> None:
         path = self.out / f"clinic_requests.{self.fmt}"
+        if final:
+            self.files.append(path.name)
         if self.fmt == "csv":
             text = _as_text(df, "clinic_requests", self.rng, self.pad)
             if bad is not None:
@@ -1524,18 +1621,41 @@ def _build_bad(
 # Entry point.
 
 
+class OutputNotOurs(ValueError):
+    """The output folder holds files this generator did not write; nothing was touched."""
+
+
 def _clear_previous(out: Path) -> None:
-    """Remove what an earlier run wrote here, so no stale part file is read with the new ones."""
-    for table in TABLES:
-        for ext in ("csv", "parquet"):
-            (out / f"{table}.{ext}").unlink(missing_ok=True)
-            folder = out / table
-            if folder.is_dir():
-                for part in folder.glob(f"part-*.{ext}"):
-                    part.unlink()
-                if not any(folder.iterdir()):
-                    folder.rmdir()
-    (out / "_manifest.json").unlink(missing_ok=True)
+    """Make `out` ready for a new output: remove what an earlier run of this generator wrote
+    there, and only that; refuse a folder holding anything else (see the module doc)."""
+    manifest_path = out / MANIFEST
+    manifest = None
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = None
+    if not isinstance(manifest, dict) or manifest.get("generator") != GENERATOR:
+        entries = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+        if entries:
+            raise OutputNotOurs(
+                f"{out} is not empty and holds no {MANIFEST} of `progress generate` (found "
+                f"{', '.join(sorted(entries)[:3])}{', ...' if len(entries) > 3 else ''}): "
+                "refusing to write into it; choose a new or empty folder"
+            )
+        return
+    if "files" in manifest:
+        written = [out / rel for rel in manifest["files"]]
+    else:  # a manifest from before the list of files: the contract files it always wrote
+        written = [out / f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")]
+        written += [p for t in TABLES if (out / t).is_dir() for p in (out / t).glob("part-*")]
+    for path in written:
+        if path.resolve().is_relative_to(out.resolve()):
+            path.unlink(missing_ok=True)
+            folder = path.parent
+            if folder != out and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    manifest_path.unlink()
     shutil.rmtree(out / ".clinic_requests.spool", ignore_errors=True)
 
 
@@ -1547,9 +1667,12 @@ def generate_extracts(
     seed: int = 0,
     fmt: Literal["csv", "parquet"] = "csv",
     bad_rows: bool = True,
+    outcomes: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
-    """Write realistic synthetic extracts for all 8 contract tables into `out`; return rows written per table."""
+    """Write realistic synthetic extracts for the 8 contract tables, and `outcomes` unless
+    turned off, into `out`; return rows written per table. Raises OutputNotOurs when `out`
+    holds files this generator did not write."""
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
     if academies < 1 or enrollments < 0:
@@ -1591,6 +1714,8 @@ def generate_extracts(
         if final and bad_rows:
             bad = _build_bad(world, ref, samples, sub_id)
             for t in TABLES:
+                if t == "outcomes":  # from its own stream, below
+                    continue
                 n_clean = totals[t] if t in frames else ref[t].height
                 frame, exp, col = bad[t].take(n_clean)
                 chunk_bad[t] = frame
@@ -1617,21 +1742,37 @@ def generate_extracts(
             b = frame
         writer.write(t, ref[t], t, bad=b)
 
+    if outcomes:
+        # its own stream (and its own writer's): the other files are the same with or without
+        out_rng = np.random.default_rng([seed, OUTCOMES_STREAM])
+        results = _simulate_outcomes(world, out_rng)
+        outcome_writer = _Writer(out, fmt, out_rng, pad=bad_rows)
+        b = None
+        if bad_rows:
+            b, expected["outcomes"], collapsed["outcomes"] = _outcome_bad(results, out_rng).take(
+                results.height
+            )
+        outcome_writer.write("outcomes", results, "outcomes", bad=b)
+        writer.rows["outcomes"] = outcome_writer.rows["outcomes"]
+        writer.files += outcome_writer.files
+
     manifest = {
-        "generator": "pipelines.generate",
+        "generator": GENERATOR,
         "args": {
             "academies": academies,
             "enrollments": enrollments,
             "seed": seed,
             "fmt": fmt,
             "bad_rows": bad_rows,
+            "outcomes": outcomes,
         },
         "extract_at": "2026-11-25 06:00:00",
         "rows": writer.rows,
         "expected_quarantine": expected,
         "collapsed_duplicates": collapsed,
+        "files": sorted(writer.files),
     }
-    (out / "_manifest.json").write_text(
+    (out / MANIFEST).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return dict(writer.rows)
