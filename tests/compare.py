@@ -13,7 +13,7 @@ from pipelines.core.evaluation import RULE_EVALUATION_KEY, evaluate
 from pipelines.core.ingest import ingest_all
 from pipelines.core.marts import RiskThresholds, build_marts
 from tests.reference import reference_ingest, reference_marts
-from tests.reference_evaluation import all_pairs, reference_evaluation
+from tests.reference_evaluation import reference_evaluation
 
 MART_KEYS = {
     "session_progress": ["enrollment_id", "session_id"],
@@ -52,8 +52,9 @@ def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/S
                     thresholds: RiskThresholds | None = None,
                     compare_quarantine_text: bool = True,
                     evaluation_pairs: list[tuple[int, int]] | None = None) -> dict[str, int]:
-    """Assert raw, quarantine, marts and the rule evaluation (for `evaluation_pairs`, default
-    the whole sweep) equal the reference; return row counts seen."""
+    """Assert raw, quarantine, marts and the rule evaluation (the sweep's rows of
+    `evaluation_pairs`, default the given thresholds and (1, 4)) equal the reference; return
+    row counts seen."""
     thresholds = thresholds or RiskThresholds()
     ours = ingest_all(landing, tz)
     ref_raw, ref_quarantine, ref_refused = reference_ingest(landing, tz)
@@ -79,7 +80,7 @@ def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/S
             counts[name] = counts.get(name, 0) + marts[name].height
         # the whole sweep in one pass, compared on the pairs asked for (the reference runs
         # its marts once per pair)
-        pairs = evaluation_pairs or all_pairs()
+        pairs = evaluation_pairs or [(thresholds.warning, thresholds.danger), (1, 4)]
         evaluation = evaluate(raw, as_of).filter(
             pl.concat_list("warning_streak", "danger_streak").is_in(
                 [list(p) for p in pairs]))

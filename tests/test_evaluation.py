@@ -337,3 +337,16 @@ def test_sweep_matches_one_evaluation_per_pair(tmp_path):
     assert sweep_pairs(RiskThresholds(4, 8))[-1] == (4, 8)
     wide = evaluate(raw, T, sweep_pairs(RiskThresholds(4, 8)))
     assert wide.filter(pl.col("danger_streak") == 8).height == 2 * 5
+
+
+def test_sample_outcomes_follow_the_events():
+    """The shipped sample's outcomes relate to the events as real ones would: students the
+    rules flag fail far more often than the others (the rules have lift over the base rate)."""
+    raw = {t: r.raw for t, r in ingest_all(Path("data/sample")).items()}
+    evaluation = evaluate(raw, datetime(2026, 11, 25, 6), [(2, 3)])
+    everyone = evaluation.filter(pl.col("scope") == "all")
+    assert everyone.height == 2
+    for row in everyone.iter_rows(named=True):
+        assert row["population"] >= 50 and row["tp"] >= 5
+        assert row["precision"] > 2 * row["base_rate"], row
+    assert everyone["withdrawn"][0] > 0

@@ -96,6 +96,11 @@ SPEC: dict[str, dict[str, tuple]] = {
         "memo": ("text", False, None, None),
         "requested_at": ("ts", True, None, None),
     },
+    "outcomes": {
+        "enrollment_id": ("int", True, None, None),
+        "result": ("text", True, ("PASS", "FAIL", "WITHDRAWN"), None),
+        "decided_at": ("ts", False, None, None),
+    },
 }
 KEYS = {
     "lectures": ("lecture_id",),
@@ -106,6 +111,7 @@ KEYS = {
     "video_progress": ("enrollment_id", "session_id", "recorded_at"),
     "submissions": ("submission_id",),
     "clinic_requests": ("enrollment_id", "session_id", "reason", "requested_at"),
+    "outcomes": ("enrollment_id",),
 }
 
 TS_RE = re.compile(
@@ -312,6 +318,9 @@ def check(root: Path) -> tuple[dict[str, pl.DataFrame], dict[str, dict[str, int]
         drop_invalid(table, df["_sl"].is_not_null() & df["_el"].is_not_null(), "unknown_reference")
         df = df.filter(pl.col("_sl").is_not_null() & pl.col("_el").is_not_null())
         drop_invalid(table, df["_sl"] == df["_el"], "lecture_mismatch")
+    if "outcomes" in valid:
+        known = valid["outcomes"]["enrollment_id"].is_in(enr_lec["enrollment_id"].implode())
+        drop_invalid("outcomes", known, "unknown_reference")
     return valid, quarantine, delivered
 
 
@@ -651,3 +660,54 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         generate_extracts(tmp_path, fmt="json")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         generate_extracts(tmp_path, academies=0)
+
+
+def test_outcomes_come_from_their_own_stream(tmp_path: Path) -> None:
+    with_outcomes = generate_extracts(tmp_path / "with", enrollments=150, seed=5)
+    without = generate_extracts(tmp_path / "without", enrollments=150, seed=5, outcomes=False)
+    a, b = digest(tmp_path / "with"), digest(tmp_path / "without")
+    assert set(a) - set(b) == {"outcomes.csv"} and set(b) <= set(a)
+    assert all(a[f] == b[f] for f in b if f != "_manifest.json")
+    assert with_outcomes["outcomes"] > 0 and without["outcomes"] == 0
+    assert {t: n for t, n in with_outcomes.items() if t != "outcomes"} == {
+        t: n for t, n in without.items() if t != "outcomes"}
+
+
+def test_outcomes_are_decided_after_the_last_session(checked) -> None:
+    valid, _, _ = checked
+    outcomes = valid["outcomes"].join(valid["enrollments"], on="enrollment_id")
+    assert set(outcomes["result"]) == {"PASS", "FAIL", "WITHDRAWN"}
+    assert outcomes["decided_at"].null_count() > 0
+    last = valid["sessions"].group_by("lecture_id").agg(pl.col("session_date").max())
+    decided = outcomes.join(last, on="lecture_id").filter(
+        (pl.col("result") != "WITHDRAWN") & pl.col("decided_at").is_not_null())
+    assert decided.height and (decided["decided_at"].dt.date() > decided["session_date"]).all()
+    assert (outcomes["decided_at"].drop_nulls() <= dt.datetime(2026, 11, 25, 6)).all()
+    # a DROPPED enrollment that has an outcome mostly WITHDRAWN
+    dropped = outcomes.filter(pl.col("status") == "DROPPED")
+    assert (dropped["result"] == "WITHDRAWN").mean() > 0.6
+
+
+def test_out_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    from pipelines.generate import OutputNotOurs
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "attendance.csv").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputNotOurs, match="not empty"):
+        generate_extracts(landing, enrollments=10)
+    assert [p.name for p in landing.iterdir()] == ["attendance.csv"]
+    # a folder with only hidden files counts as empty; they are left alone
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    (quiet / ".gitkeep").write_text("", encoding="utf-8")
+    generate_extracts(quiet, enrollments=10)
+    assert (quiet / ".gitkeep").exists()
+    # regenerating removes only the files the previous run listed in its manifest
+    (quiet / "attendance" / "part-900.csv").write_text("kept", encoding="utf-8")
+    (quiet / "_landing.json").write_text("{}", encoding="utf-8")
+    generate_extracts(quiet, enrollments=10, fmt="parquet")
+    assert (quiet / "attendance" / "part-900.csv").read_text(encoding="utf-8") == "kept"
+    assert (quiet / "_landing.json").exists()
+    assert sorted(p.relative_to(quiet).as_posix() for p in quiet.rglob("*.csv")) == [
+        "attendance/part-900.csv"]
