@@ -80,14 +80,27 @@ def rule_evaluation(
         )
         frames = []
         if not outcomes.is_empty():
-            buckets = enrollment_buckets(con, settings.marts_bucket_enrollments)
+            # only enrollments with an outcome are evaluated: the grid is built for them alone,
+            # a bucket of enrollment ids (as the marts read them) at a time
+            ids = outcomes["enrollment_id"]
+            buckets = [
+                b
+                for b in enrollment_buckets(con, settings.marts_bucket_enrollments)
+                if b is None or ids.is_between(*b).any()
+            ]
+
+            def inputs(bucket: tuple[int, int] | None) -> dict[str, pl.DataFrame]:
+                return {
+                    t: f.filter(pl.col("enrollment_id").is_in(ids.implode()))
+                    if "enrollment_id" in f.columns
+                    else f
+                    for t, f in read_mart_inputs(con, bucket).items()
+                }
+
             for as_of in instants:
                 context.log.info(f"evaluating the risk rules as of {as_of:%Y-%m-%d %H:%M:%S}")
                 streaks = pl.concat(
-                    [
-                        enrollment_streaks(read_mart_inputs(con, bucket), as_of, highest)
-                        for bucket in buckets
-                    ]
+                    [enrollment_streaks(inputs(bucket), as_of, highest) for bucket in buckets]
                 )
                 frames.append(evaluate_streaks(streaks, outcomes, as_of, pairs))
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=RULE_EVALUATION_SCHEMA)

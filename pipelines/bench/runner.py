@@ -100,10 +100,11 @@ def extracts_complete(landing: Path, tier: Tier) -> bool:
         return False
     if any(args.get(k) != v for k, v in tier.generate_args().items()):
         return False
-    from pipelines.core.contract import TABLES
+    from pipelines.core.contract import SPECS, TABLES
 
     return all((landing / f"{t}.parquet").is_file()
-               or any((landing / t).glob("*.parquet")) for t in TABLES)
+               or any((landing / t).glob("*.parquet")) for t in TABLES
+               if not SPECS[t].is_optional)
 
 
 def _manifest_rows(landing: Path) -> dict[str, int]:

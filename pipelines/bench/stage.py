@@ -77,8 +77,10 @@ def stage_generate(a: argparse.Namespace) -> dict:
         print(f"@progress {done} {total}", flush=True)
 
     start = begin()
+    # the eight tables BENCHMARKS.md measures; outcomes would add the rule evaluation's pass
     rows = generate_extracts(Path(a.landing), academies=a.academies, enrollments=a.enrollments,
-                             seed=a.seed, fmt="parquet", bad_rows=True, progress=progress)
+                             seed=a.seed, fmt="parquet", bad_rows=True, outcomes=False,
+                             progress=progress)
     return {"seconds": end(start), "details": {"rows": rows}}
 
 
@@ -112,7 +114,7 @@ def stage_ingest(a: argparse.Namespace) -> dict:
             t1 = time.perf_counter()
             result = ingest_table(table, Path(a.landing), a.tz, refs)
             t2 = time.perf_counter()
-            if not result.files:
+            if not result.files and not SPECS[table].is_optional:
                 raise RuntimeError(f"no readable extract for {table}")
             replace_tables(con, {f"raw.{table}": result.raw,
                                  f"quarantine.{table}": result.quarantine})

@@ -265,9 +265,6 @@ def evaluate_streaks(
     tp, fp, fn, tn = (pl.col(c) for c in ("tp", "fp", "fn", "tn"))
     population = pl.col("population")
     precision, recall = pl.col("precision"), pl.col("recall")
-    rank = lambda column, values: pl.col(column).replace_strict(  # noqa: E731
-        list(values), list(range(len(values)))
-    )
     return (
         grid.join(metrics, on="_t", how="inner")
         .with_columns(
@@ -278,15 +275,26 @@ def evaluate_streaks(
             _ratio(tp + fn, population).alias("base_rate"),
         )
         .with_columns(_ratio(2 * precision * recall, precision + recall).alias("f1"))
-        .sort(
-            rank("scope", SCOPES),
-            "scope_id",
-            "warning_streak",
-            "danger_streak",
-            rank("level", EVALUATED_LEVELS),
-        )
         .select(RULE_EVALUATION_COLUMNS)
         .cast(RULE_EVALUATION_SCHEMA)  # type: ignore[arg-type]
+        .pipe(in_key_order)
+    )
+
+
+def in_key_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in key order: as_of, scope (all, academy, lecture), scope_id, the pair, level
+    (WARNING, DANGER)."""
+
+    def rank(column: str, values: tuple[str, ...]) -> pl.Expr:
+        return pl.col(column).replace_strict(list(values), list(range(len(values))))
+
+    return frame.sort(
+        "as_of",
+        rank("scope", SCOPES),
+        "scope_id",
+        "warning_streak",
+        "danger_streak",
+        rank("level", EVALUATED_LEVELS),
     )
 
 
@@ -425,15 +433,4 @@ def read_evaluation(
     if instants is not None:
         sql += " WHERE as_of IN (SELECT unnest(?::TIMESTAMP[]))"
         params.append(sorted(set(instants)))
-    frame = con.execute(sql, params).pl().cast(RULE_EVALUATION_SCHEMA)  # type: ignore[arg-type]
-    rank = lambda column, values: pl.col(column).replace_strict(  # noqa: E731
-        list(values), list(range(len(values)))
-    )
-    return frame.sort(
-        "as_of",
-        rank("scope", SCOPES),
-        "scope_id",
-        "warning_streak",
-        "danger_streak",
-        rank("level", EVALUATED_LEVELS),
-    )
+    return in_key_order(con.execute(sql, params).pl().cast(RULE_EVALUATION_SCHEMA))  # type: ignore[arg-type]
