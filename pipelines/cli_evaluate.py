@@ -114,36 +114,45 @@ def _number(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}"
 
 
+# (header, column) of the printed figures; withdrawn is printed with how many were flagged
 FIGURES = (
-    "population",
-    "tp",
-    "fp",
-    "fn",
-    "tn",
-    "precision",
-    "recall",
-    "f1",
-    "accuracy",
-    "base_rate",
-    "withdrawn",
-    "withdrawn_flagged",
-    "median_lead_days",
+    ("pop.", "population"),
+    ("tp", "tp"),
+    ("fp", "fp"),
+    ("fn", "fn"),
+    ("tn", "tn"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("F1", "f1"),
+    ("accuracy", "accuracy"),
+    ("base rate", "base_rate"),
 )
 
 
 def figures_table(title: str, choices, caption: str | None = None) -> Table:
-    """One line per level: the thresholds and every figure of the chosen rows."""
-    table = Table("level", "warning", "danger", *FIGURES, title=title, caption=caption)
+    """One line per level: the thresholds and the figures of the chosen rows."""
+    table = Table(
+        "level",
+        "warn.",
+        "danger",
+        *(h for h, _ in FIGURES),
+        "withdrawn (flagged)",
+        "median lead days",
+        title=title,
+        caption=caption,
+    )
     for choice in choices:
         row = choice.row
         if row is None:
-            table.add_row(choice.level, "-", "-", *("-" for _ in FIGURES))
+            table.add_row(choice.level, *("-" for _ in range(len(FIGURES) + 4)))
             continue
         table.add_row(
             choice.level,
             str(row["warning_streak"]),
             str(row["danger_streak"]),
-            *(_number(row[f], 1 if f == "median_lead_days" else 3) for f in FIGURES),
+            *(_number(row[c]) for _, c in FIGURES),
+            f"{row['withdrawn']:,} ({row['withdrawn_flagged']:,})",
+            _number(row["median_lead_days"], 1),
         )
     return table
 

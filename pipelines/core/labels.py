@@ -24,6 +24,9 @@ LABELS: list[tuple[str, str, str, str]] = [
     ("enrollment_status", "DROPPED", "수강취소", "Dropped"),
     ("submission_kind", "exam", "시험", "Exam"),
     ("submission_kind", "homework", "과제", "Homework"),
+    ("outcome_result", "PASS", "합격(수료)", "Pass"),
+    ("outcome_result", "FAIL", "불합격(미수료)", "Fail"),
+    ("outcome_result", "WITHDRAWN", "중도 포기", "Withdrawn"),
 ]
 
 

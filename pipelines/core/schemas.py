@@ -995,7 +995,7 @@ class DimLabels(_ContractModel):
         str_length={"min_value": 1},
         description=(
             "Enum the code belongs to (risk levels, risk rules, clinic reasons, homework pass "
-            "types, attendance types, enrollment statuses, submission kinds)."
+            "types, attendance types, enrollment statuses, submission kinds, outcome results)."
         ),
     )
     code: pl.String = pa.Field(
