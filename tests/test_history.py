@@ -370,7 +370,8 @@ def test_sensor_runs_once_per_set_of_file_contents(tmp_path):
     request = first.run_requests[0]
     assert request.run_key.startswith("landing-") and request.partition_key
     cursor = json.loads(first.cursor)
-    assert set(cursor) == {f"{t}.csv" for t in ingest_all(landing)}  # the contract's files only
+    # the contract's files only (the optional outcomes extract is not there)
+    assert set(cursor) == {f"{t}.csv" for t, r in ingest_all(landing).items() if r.files}
 
     same = tick(landing, first.cursor)  # same files: nothing
     assert same.run_requests == [] and same.skip_message
@@ -393,6 +394,11 @@ def test_sensor_runs_once_per_set_of_file_contents(tmp_path):
     added = tick(landing, changed.cursor)
     assert len(added.run_requests) == 1
     assert "attendance/2026-03-02.csv" in json.loads(added.cursor)
+
+    # outcomes delivered: a run, whose marts group re-evaluates the rules (rule_evaluation)
+    (landing / "outcomes.csv").write_text("enrollment_id,result,decided_at\n1000,PASS,\n")
+    evaluated = tick(landing, added.cursor)
+    assert len(evaluated.run_requests) == 1 and "outcomes.csv" in json.loads(evaluated.cursor)
 
     assert tick(tmp_path / "empty", None).run_requests == []
 
