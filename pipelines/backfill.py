@@ -29,7 +29,6 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from pipelines.core.contract import TABLES
 from pipelines.core.history import (
     alerts_since_previous_day,
     days_between,

@@ -17,31 +17,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.exit_codes import CommandFailed, ExitCode, fail, one_line
+
 console = Console()
-err = Console(stderr=True)
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 MIN_PRECISION = 0.9
 
 
-class EvaluateFailed(Exception):
-    """Nothing was evaluated; the message is the one line shown to the user."""
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
 def _instants(texts: list[str], timezone: str) -> list[datetime]:
     from pipelines.core.parse import parse_instant
+    from pipelines.runner import check_timezone
 
+    check_timezone(timezone)
     instants = []
     for text in texts:
         try:
             instants.append(parse_instant(text, timezone))
         except ValueError:
-            raise EvaluateFailed(
+            raise CommandFailed(
                 f"--as-of {text!r} is not a timestamp (YYYY-MM-DD[ HH:MM[:SS]] with an optional "
                 "offset)"
             ) from None
@@ -66,44 +60,33 @@ def run_evaluation(
     lock_timeout: float = 300.0,
     verbose: bool = False,
 ):
-    """Run evaluation_job for `instants`; return the stored rows of those instants."""
-    import dagster as dg
+    """Run the definitions' evaluation_job for `instants`; return the stored rows of those
+    instants. Raises CommandFailed (with its exit code) when nothing was evaluated."""
     import duckdb
 
-    from assets.evaluation import evaluation_assets, evaluation_job
     from pipelines.core.evaluation import read_evaluation
-    from pipelines.resources import ProgressSettings, WarehouseResource
-    from pipelines.runner import dagster_instance, run_failure
+    from pipelines.core.landing import DEFAULT_LANDING
+    from pipelines.runner import dagster_instance, job, run_config, run_failure
 
     if not warehouse.exists():
-        raise EvaluateFailed(f"warehouse {warehouse} does not exist; run `progress run` first")
+        raise CommandFailed(f"warehouse {warehouse} does not exist; run `progress run` first")
     if not _outcome_count(warehouse):
-        raise EvaluateFailed(
+        raise CommandFailed(
             f"no outcomes in {warehouse}: deliver an outcomes extract (outcomes.csv, "
             "outcomes.parquet or outcomes/ in the landing folder) and run `progress run` first"
         )
     texts = [t.isoformat(sep=" ") for t in instants]
-    definitions = dg.Definitions(
-        assets=evaluation_assets,
-        jobs=[evaluation_job],
-        resources={
-            "settings": ProgressSettings(timezone=timezone),
-            "warehouse": WarehouseResource(path=str(warehouse), lock_timeout_seconds=lock_timeout),
-        },
-    )
-    level = "INFO" if verbose else "CRITICAL"
-    result = definitions.resolve_job_def("evaluation_job").execute_in_process(
-        run_config={
-            "ops": {"marts__rule_evaluation": {"config": {"as_of": texts}}},
-            "loggers": {"console": {"config": {"log_level": level}}},
-        },
+    config = run_config(DEFAULT_LANDING, warehouse, timezone, None, lock_timeout, verbose)
+    config["ops"] = {"marts__rule_evaluation": {"config": {"as_of": texts}}}
+    result = job("evaluation_job").execute_in_process(
+        run_config=config,
         instance=dagster_instance(),
         raise_on_error=False,
-        tags={"progress/as_of": ", ".join(texts)},
+        tags={"progress/as_of": ", ".join(texts), "progress/trigger": "cli"},
     )
     failure = run_failure(result)
     if failure:
-        raise EvaluateFailed(failure)
+        raise failure
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return read_evaluation(con, instants)
 
@@ -212,11 +195,10 @@ def evaluate(
     try:
         instants = _instants(as_of, timezone)
         evaluation = run_evaluation(warehouse, instants, timezone, lock_timeout, verbose)
-    except EvaluateFailed as exc:
-        _fail(str(exc))
+    except CommandFailed as exc:  # bad input (2), writer lock busy (4), a failed run (1)
+        fail(str(exc), exc.code)
     except Exception as exc:  # never a traceback to the user
-        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-        _fail(lines[0] if lines else "evaluation failed")
+        fail(one_line(exc), ExitCode.INTERNAL)
     print_evaluation(console, evaluation, instants, thresholds)
 
 

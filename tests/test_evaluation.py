@@ -317,10 +317,10 @@ def test_without_outcomes_nothing_is_evaluated_and_nothing_warned(tmp_path):
     assert report.table_rows["raw.outcomes"] == report.table_rows["quarantine.outcomes"] == 0
     assert report.table_rows["marts.rule_evaluation"] == 0
     cli = progress_cli("evaluate", "--warehouse", str(warehouse), "--as-of", "2026-03-31")
-    assert cli.returncode == 1
+    assert cli.returncode == 2  # bad input (docs/operating.md, exit codes)
     assert cli.stderr.startswith("error: no outcomes in") and "Traceback" not in cli.stderr
     bad = progress_cli("evaluate", "--warehouse", str(warehouse), "--as-of", "yesterday")
-    assert bad.returncode == 1 and "--as-of 'yesterday' is not a timestamp" in bad.stderr
+    assert bad.returncode == 2 and "--as-of 'yesterday' is not a timestamp" in bad.stderr
 
 
 def test_sweep_matches_one_evaluation_per_pair(tmp_path):
