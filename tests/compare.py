@@ -80,7 +80,7 @@ def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/S
             counts[name] = counts.get(name, 0) + marts[name].height
         # the whole sweep in one pass, compared on the pairs asked for (the reference runs
         # its marts once per pair)
-        pairs = evaluation_pairs or [(thresholds.warning, thresholds.danger), (1, 4)]
+        pairs = sorted(set(evaluation_pairs or [(thresholds.warning, thresholds.danger), (1, 4)]))
         evaluation = evaluate(raw, as_of).filter(
             pl.concat_list("warning_streak", "danger_streak").is_in(
                 [list(p) for p in pairs]))
