@@ -90,7 +90,8 @@ def with_evaluation(warehouse: Path, target: Path) -> Path:
     )
     with duckdb.connect(str(target)) as con:
         con.register("evaluation", frame)
-        con.execute("CREATE TABLE marts.rule_evaluation AS SELECT * FROM evaluation")
+        # the run made it (empty: no outcomes); the hand-made sweep replaces it
+        con.execute("CREATE OR REPLACE TABLE marts.rule_evaluation AS SELECT * FROM evaluation")
     return target
 
 
