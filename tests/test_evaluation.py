@@ -16,10 +16,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.core.evaluation import evaluate, sweep_pairs
+from pipelines.core.evaluation import RULE_EVALUATION_KEY, evaluate, sweep_pairs
 from pipelines.core.ingest import ingest_all, missing_extract_warned
 from pipelines.core.marts import RiskThresholds
 from pipelines.runner import run_pipeline
+from tests.compare import assert_same
 from tests.conftest import write_landing
 
 OUTCOMES_HEADER = "enrollment_id,result,decided_at"
@@ -358,3 +359,20 @@ def test_sample_outcomes_follow_the_events():
         assert row["population"] >= 50 and row["tp"] >= 5
         assert row["precision"] > 2 * row["base_rate"], row
     assert everyone["withdrawn"][0] > 0
+
+
+def test_configured_warning_above_danger_matches_the_reference(tmp_path):
+    """A configured pair with warning > danger (DANGER tested first) is evaluated as the marts
+    would rank it: WARNING or higher from a streak of min(warning, danger)."""
+    from tests.reference import reference_ingest
+    from tests.reference_evaluation import reference_evaluation
+
+    landing = evaluation_landing(tmp_path / "landing")
+    raw = {t: r.raw for t, r in ingest_all(landing).items()}
+    pairs = [(3, 2), (5, 1)]
+    ours = evaluate(raw, T, pairs)
+    ref_raw, _, _ = reference_ingest(landing, "Asia/Seoul")
+    assert_same("rule_evaluation w > d", ours, reference_evaluation(ref_raw, T, pairs),
+                RULE_EVALUATION_KEY)
+    flagged = ours.filter((pl.col("scope") == "all") & (pl.col("level") == "WARNING"))
+    assert flagged["tp"].sum() + flagged["fp"].sum() > 0  # the case flags someone

@@ -191,7 +191,7 @@ def evaluate_streaks(
     pairs = sorted(set(pairs if pairs is not None else sweep_pairs()))
     if outcomes.is_empty():
         return pl.DataFrame(schema=RULE_EVALUATION_SCHEMA)
-    ts = sorted({t for pair in pairs for t in pair})
+    ts = sorted({t for w, d in pairs for t in (min(w, d), d)})
     reached_columns = [c for c in streaks.columns if c.startswith("_reached_")]
     if max(ts) > len(reached_columns):
         raise ValueError(f"streaks hold thresholds up to {len(reached_columns)}, not {max(ts)}")
@@ -248,9 +248,11 @@ def evaluate_streaks(
             metrics.filter(pl.col("scope") != "all"),
         ]
     )
+    # WARNING or higher starts at min(w, d): with a configured warning > danger, DANGER is tested
+    # first (a streak of d is already DANGER), so the warning threshold is never the one reached
     grid = pl.DataFrame(
         [
-            (w, d, level, w if level == "WARNING" else d)
+            (w, d, level, min(w, d) if level == "WARNING" else d)
             for w, d in pairs
             for level in EVALUATED_LEVELS
         ],
