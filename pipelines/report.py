@@ -40,6 +40,8 @@ import plotly.io as pio
 import polars as pl
 from plotly.offline import get_plotlyjs
 
+from pipelines.core.evaluation import PRECISION_FLOOR, best_row
+from pipelines.core.evaluation import RULE_EVALUATION_COLUMNS as EVALUATION_COLUMNS
 from pipelines.core.marts import RiskThresholds
 from pipelines.core.views import CLINIC_BY_STUDENT, view_query
 from pipelines.report_page import FONT, HARNESS, STYLE, TABLE_JS, Column, data_table
@@ -60,28 +62,6 @@ WAIT_BUCKETS = [  # (label, upper bound in days or None, color) for the clinic c
     ("8~28일", 28, "#ffb300"),
     ("29일 이상", None, "#e53935"),
 ]
-EVALUATION_COLUMNS = [
-    "as_of",
-    "scope",
-    "scope_id",
-    "warning_streak",
-    "danger_streak",
-    "level",
-    "population",
-    "tp",
-    "fp",
-    "fn",
-    "tn",
-    "precision",
-    "recall",
-    "f1",
-    "accuracy",
-    "base_rate",
-    "withdrawn",
-    "withdrawn_flagged",
-    "median_lead_days",
-]
-PRECISION_FLOOR = 0.9  # the "best recall at precision >= 0.9" of issue 13
 
 
 class ReportError(Exception):
@@ -770,32 +750,17 @@ def _clinic_section(data: ReportData, chart: str) -> str:
     )
 
 
-def _top(frame: pl.DataFrame, by: str) -> pl.DataFrame:
-    """The row with the highest `by`; ties go to the higher precision, then the smaller pair
-    (as `progress evaluate` names them)."""
-    return (
-        frame.filter(pl.col(by).is_not_null())
-        .sort(
-            by, "precision", "warning_streak", "danger_streak",
-            descending=[True, True, False, False], nulls_last=True,
-        )
-        .head(1)
-    )  # fmt: skip
-
-
 def _best(sweep: pl.DataFrame, level: str) -> str:
     part = sweep.filter(pl.col("level") == level)
     lines = []
-    best = _top(part, "f1")
-    if best.height:
-        b = best.row(0, named=True)
+    b = best_row(part, "f1")
+    if b is not None:
         lines.append(
             f"F1 최대: 주의 {b['warning_streak']} · 위험 {b['danger_streak']} "
             f"(F1 {b['f1']:.2f}, 정밀도 {b['precision']:.0%}, 재현율 {b['recall']:.0%})"
         )
-    precise = _top(part.filter(pl.col("precision") >= PRECISION_FLOOR), "recall")
-    if precise.height:
-        p = precise.row(0, named=True)
+    p = best_row(part.filter(pl.col("precision") >= PRECISION_FLOOR), "recall")
+    if p is not None:
         lines.append(
             f"정밀도 {PRECISION_FLOOR:.0%} 이상 중 재현율 최대: 주의 {p['warning_streak']} · "
             f"위험 {p['danger_streak']} (재현율 {p['recall']:.0%})"

@@ -53,6 +53,7 @@ from .marts import (
 from .warehouse import TableDoc, document_table, transaction
 
 E = "enrollment_id"
+PRECISION_FLOOR = 0.9  # "the best recall at precision >= 0.9" that evaluate and the report name
 SWEEP_MAX = 6  # the sweep: every pair 1 <= warning_streak <= danger_streak <= SWEEP_MAX
 EVALUATED_LEVELS = ("WARNING", "DANGER")  # WARNING means WARNING or higher
 SCOPES = ("all", "academy", "lecture")
@@ -351,7 +352,7 @@ def configured_rows(
     return out
 
 
-def _best(frame: pl.DataFrame, by: str) -> dict | None:
+def best_row(frame: pl.DataFrame, by: str) -> dict | None:
     """The row with the highest `by`; ties go to higher precision, then the smaller pair."""
     ranked = frame.filter(pl.col(by).is_not_null()).sort(
         [by, "precision", "warning_streak", "danger_streak"],
@@ -364,20 +365,20 @@ def _best(frame: pl.DataFrame, by: str) -> dict | None:
 def best_f1(evaluation: pl.DataFrame, as_of: datetime) -> list[Choice]:
     """Per level, the threshold pair with the highest F1 over all academies."""
     return [
-        Choice(level, _best(_all_scope(evaluation, as_of, level), "f1"))
+        Choice(level, best_row(_all_scope(evaluation, as_of, level), "f1"))
         for level in EVALUATED_LEVELS
     ]
 
 
 def best_recall(
-    evaluation: pl.DataFrame, as_of: datetime, min_precision: float = 0.9
+    evaluation: pl.DataFrame, as_of: datetime, min_precision: float = PRECISION_FLOOR
 ) -> list[Choice]:
     """Per level, the pair with the highest recall among those with precision >= min_precision
     over all academies (None when no pair is that precise)."""
     return [
         Choice(
             level,
-            _best(
+            best_row(
                 _all_scope(evaluation, as_of, level).filter(pl.col("precision") >= min_precision),
                 "recall",
             ),
