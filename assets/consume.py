@@ -42,16 +42,21 @@ EXPORTS_KEY = dg.AssetKey([EXPORTS_GROUP, "academy_exports"])
 
 def _schema(view: View, types: dict[str, str] | None = None) -> dg.TableSchema:
     types = types or {}
-    return dg.TableSchema(columns=[
-        dg.TableColumn(name, types.get(name, ""), description=text)
-        for name, text in view.columns.items()
-    ])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, types.get(name, ""), description=text)
+            for name, text in view.columns.items()
+        ]
+    )
 
 
 def _view_spec(view: View) -> dg.AssetSpec:
     return dg.AssetSpec(
-        ["marts", view.name], group_name="marts", deps=[*MART_KEYS, *TITLE_KEYS],
-        kinds={"duckdb", "sql"}, description=view.description,
+        ["marts", view.name],
+        group_name="marts",
+        deps=[*MART_KEYS, *TITLE_KEYS],
+        kinds={"duckdb", "sql"},
+        description=view.description,
         metadata={"dagster/column_schema": _schema(view)},
     )
 
@@ -65,15 +70,21 @@ def _extra_metadata(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, obje
     con.execute(f"CREATE OR REPLACE TEMP TABLE _view AS SELECT * FROM marts.{name}")
     try:
         extra: dict[str, object] = {
-            "dagster/row_count": con.execute("SELECT count(*) FROM _view").fetchone()[0]}
+            "dagster/row_count": con.execute("SELECT count(*) FROM _view").fetchone()[0]
+        }
         extra |= _view_figures(con, name)
     finally:
         con.execute("DROP TABLE IF EXISTS _view")
     return extra
 
 
-def _head(con: duckdb.DuckDBPyConnection, columns: str, rows: int = 10, where: str = "",
-          order: str = "rowid") -> dg.MarkdownMetadataValue:
+def _head(
+    con: duckdb.DuckDBPyConnection,
+    columns: str,
+    rows: int = 10,
+    where: str = "",
+    order: str = "rowid",
+) -> dg.MarkdownMetadataValue:
     where = f"WHERE {where}" if where else ""
     frame = con.sql(f"SELECT {columns} FROM _view {where} ORDER BY {order} LIMIT {rows}").pl()
     return preview(frame, rows=rows)
@@ -83,45 +94,67 @@ def _view_figures(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, object
     if name == "v_at_risk_students":
         found = dict(con.execute("SELECT risk_level, count(*) FROM _view GROUP BY 1").fetchall())
         return {
-            "risk_distribution": {level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")},
-            "preview": _head(con, "academy_id, lecture_title, student_id, risk_level_ko, reason, "
-                             "days_since_last_activity"),
+            "risk_distribution": {
+                level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")
+            },
+            "preview": _head(
+                con,
+                "academy_id, lecture_title, student_id, risk_level_ko, reason, "
+                "days_since_last_activity",
+            ),
         }
     if name == "v_lecture_summary":
-        return {"preview": _head(
-            con, "academy_id, lecture_title, active_enrollments, normal_enrollments, "
-            "warning_enrollments, danger_enrollments, held_completion_rate, clinic_pending",
-            rows=20)}
+        return {
+            "preview": _head(
+                con,
+                "academy_id, lecture_title, active_enrollments, normal_enrollments, "
+                "warning_enrollments, danger_enrollments, held_completion_rate, clinic_pending",
+                rows=20,
+            )
+        }
     if name == "v_session_funnel":
-        return {"preview": _head(
-            con, "academy_id, lecture_title, session_order, active_enrollments, completed_share, "
-            "completed_share_drop", where="held",
-            order="completed_share_drop DESC NULLS LAST, rowid")}
+        return {
+            "preview": _head(
+                con,
+                "academy_id, lecture_title, session_order, active_enrollments, completed_share, "
+                "completed_share_drop",
+                where="held",
+                order="completed_share_drop DESC NULLS LAST, rowid",
+            )
+        }
     if name == "v_clinic_queue":
-        by_reason = con.execute("SELECT reason_ko, count(*) FROM _view GROUP BY 1 ORDER BY 1"
-                                ).fetchall()
+        by_reason = con.execute(
+            "SELECT reason_ko, count(*) FROM _view GROUP BY 1 ORDER BY 1"
+        ).fetchall()
         return {
             "pending_by_reason": {k: int(v) for k, v in by_reason},
-            "preview": _head(con, "queued_since, days_waiting, lecture_title, session_order, "
-                             "student_id, reason_ko, memo"),
+            "preview": _head(
+                con,
+                "queued_since, days_waiting, lecture_title, session_order, "
+                "student_id, reason_ko, memo",
+            ),
         }
     return {}
 
 
-@dg.multi_asset(name="analyst_views", specs=[_view_spec(v) for v in VIEWS.values()],
-                pool=WAREHOUSE_POOL)
+@dg.multi_asset(
+    name="analyst_views", specs=[_view_spec(v) for v in VIEWS.values()], pool=WAREHOUSE_POOL
+)
 def analyst_views(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Documented analyst views over the marts, with Korean labels from marts.dim_labels."""
     with warehouse.get_connection() as con:
         create_views(con, count=False)
         extra = {name: _extra_metadata(con, name) for name in VIEWS}
         types = {
-            (t, c): d for t, c, d in con.execute(
+            (t, c): d
+            for t, c, d in con.execute(
                 "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-                "WHERE schema_name = 'marts'").fetchall()
+                "WHERE schema_name = 'marts'"
+            ).fetchall()
         }
-    context.log.info("views: " + ", ".join(
-        f"{n} {e['dagster/row_count']:,} rows" for n, e in extra.items()))
+    context.log.info(
+        "views: " + ", ".join(f"{n} {e['dagster/row_count']:,} rows" for n, e in extra.items())
+    )
     for name, view in VIEWS.items():
         column_types = {c: types.get((name, c), "") for c in view.columns}
         yield dg.MaterializeResult(
@@ -181,7 +214,9 @@ def marts_computed_in_this_run(context: dg.AssetExecutionContext) -> bool:
 
 
 @dg.asset(
-    key=EXPORTS_KEY, group_name=EXPORTS_GROUP, deps=[*MART_KEYS, *VIEW_KEYS],
+    key=EXPORTS_KEY,
+    group_name=EXPORTS_GROUP,
+    deps=[*MART_KEYS, *VIEW_KEYS],
     kinds={"parquet", "csv"},
     description=(
         "Per-academy exports for dashboards: every mart and analyst view as "
@@ -191,8 +226,9 @@ def marts_computed_in_this_run(context: dg.AssetExecutionContext) -> bool:
         "each successful publication, so the marts never wait for the exports."
     ),
 )
-def academy_exports(context: dg.AssetExecutionContext, config: ExportConfig,
-                    warehouse_reader: WarehouseReader) -> dg.MaterializeResult:
+def academy_exports(
+    context: dg.AssetExecutionContext, config: ExportConfig, warehouse_reader: WarehouseReader
+) -> dg.MaterializeResult:
     source = warehouse_file(warehouse_reader)
     out = export_folder(config.out_dir, source)
     try:
@@ -201,21 +237,22 @@ def academy_exports(context: dg.AssetExecutionContext, config: ExportConfig,
         # computed the marts, they are still in its staging file, so read that instead.
         with warehouse_reader.connection(staging=marts_computed_in_this_run(context)) as con:
             snapshot = read_snapshot(con, f"warehouse {source}")
-            manifest = write_export(snapshot, out, run_id=context.run.run_id,
-                                    source=str(source))
+            manifest = write_export(snapshot, out, run_id=context.run.run_id, source=str(source))
     except (ExportError, FileNotFoundError, UnsafePath) as exc:
         raise dg.Failure(description=str(exc)) from exc
     context.log.info(f"exported {len(manifest['files'])} files to {out}")
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(out.absolute())),
-        "manifest": dg.MetadataValue.path(str((out / "manifest.json").absolute())),
-        "as_of": manifest["as_of"] or "",
-        "schema_version": manifest["schema_version"],
-        "academies": dg.MetadataValue.json(manifest["academies"]),
-        "files": len(manifest["files"]),
-        "bytes": sum(f["bytes"] for f in manifest["files"]),
-        "rows_per_academy": _rows_table(manifest),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(out.absolute())),
+            "manifest": dg.MetadataValue.path(str((out / "manifest.json").absolute())),
+            "as_of": manifest["as_of"] or "",
+            "schema_version": manifest["schema_version"],
+            "academies": dg.MetadataValue.json(manifest["academies"]),
+            "files": len(manifest["files"]),
+            "bytes": sum(f["bytes"] for f in manifest["files"]),
+            "rows_per_academy": _rows_table(manifest),
+        }
+    )
 
 
 view_assets = [analyst_views]

@@ -4,7 +4,6 @@ Thin shells: the rules live in `pipelines.core.ingest`. Each table's raw and qua
 and its audit row are replaced in one transaction.
 """
 
-
 import dagster as dg
 
 from checks.extract_checks import ingest_check_results, ingest_check_specs
@@ -64,8 +63,15 @@ def audit_statements(result: TableIngest) -> list[tuple[str, list]]:
         (f"DELETE FROM {AUDIT_TABLE} WHERE table_name = ?", [result.table]),
         (
             f"INSERT INTO {AUDIT_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
-            [result.table, len(result.files), refused, result.delivered, result.used,
-             result.collapsed, result.quarantined],
+            [
+                result.table,
+                len(result.files),
+                refused,
+                result.delivered,
+                result.used,
+                result.collapsed,
+                result.quarantined,
+            ],
         ),
     ]
 
@@ -83,21 +89,28 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
         check_specs=ingest_check_specs(table),
         specs=[
             dg.AssetSpec(
-                raw_key, group_name="raw", deps=deps, kinds={"duckdb", "polars"},
+                raw_key,
+                group_name="raw",
+                deps=deps,
+                kinds={"duckdb", "polars"},
                 metadata=definition_metadata(raw_model),
                 description=f"{table_description(raw_model)} Valid rows of the `{table}` "
                 "extract, typed per the data contract.",
             ),
             dg.AssetSpec(
-                quarantine_key, group_name="quarantine", deps=deps, kinds={"duckdb"},
+                quarantine_key,
+                group_name="quarantine",
+                deps=deps,
+                kinds={"duckdb"},
                 metadata=definition_metadata(quarantine_model),
                 description=f"Rejected rows of the `{table}` extract, as delivered, with the "
                 "first failing rule (`_reason`), file and record number.",
             ),
         ],
     )
-    def _ingest(context: dg.AssetExecutionContext, settings: ProgressSettings,
-                warehouse: WarehouseResource):
+    def _ingest(
+        context: dg.AssetExecutionContext, settings: ProgressSettings, warehouse: WarehouseResource
+    ):
         with warehouse.get_connection() as con:
             refs = {t: read_table(con, f"raw.{t}") for t in upstream}
         result = ingest_table(table, settings.landing, settings.timezone, refs)
@@ -111,13 +124,16 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
             replace_tables(
                 con,
                 {f"raw.{table}": result.raw, f"quarantine.{table}": result.quarantine},
-                {f"raw.{table}": table_doc(raw_model),
-                 f"quarantine.{table}": table_doc(quarantine_model)},
+                {
+                    f"raw.{table}": table_doc(raw_model),
+                    f"quarantine.{table}": table_doc(quarantine_model),
+                },
                 statements=audit_statements(result),
             )
             document_table(con, AUDIT_TABLE, AUDIT_DOC)
-            stored = {layer: stored_schema(con, f"{layer}.{table}")
-                      for layer in ("raw", "quarantine")}
+            stored = {
+                layer: stored_schema(con, f"{layer}.{table}") for layer in ("raw", "quarantine")
+            }
         ledger = {
             "files": len(result.files),
             "refused_files": [str(r) for r in result.refused],

@@ -48,9 +48,13 @@ _DEPS = {
 
 def _spec(name: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        HISTORY_KEYS[name], group_name=HISTORY_GROUP, deps=_DEPS[name],
-        kinds={"duckdb", "polars"}, description=table_description(HISTORY_MODELS[name]),
-        freshness_policy=MARTS_FRESHNESS, metadata=definition_metadata(HISTORY_MODELS[name]),
+        HISTORY_KEYS[name],
+        group_name=HISTORY_GROUP,
+        deps=_DEPS[name],
+        kinds={"duckdb", "polars"},
+        description=table_description(HISTORY_MODELS[name]),
+        freshness_policy=MARTS_FRESHNESS,
+        metadata=definition_metadata(HISTORY_MODELS[name]),
     )
 
 
@@ -66,7 +70,8 @@ def _read_raw(warehouse: WarehouseResource) -> dict[str, pl.DataFrame]:
         except duckdb.CatalogException as exc:
             raise dg.Failure(
                 "the warehouse has no raw tables yet: ingest first (`progress run`, or "
-                "materialize the raw assets)", allow_retries=False,
+                "materialize the raw assets)",
+                allow_retries=False,
             ) from exc
 
 
@@ -77,8 +82,9 @@ def _read_raw(warehouse: WarehouseResource) -> dict[str, pl.DataFrame]:
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=WAREHOUSE_POOL,
 )
-def history_marts(context: dg.AssetExecutionContext, settings: ProgressSettings,
-                  warehouse: WarehouseResource):
+def history_marts(
+    context: dg.AssetExecutionContext, settings: ProgressSettings, warehouse: WarehouseResource
+):
     """lecture_progress as of the end of each of the run's dates, its risk summary and alerts."""
     days = sorted(date.fromisoformat(key) for key in context.partition_keys)
     span = f"{days[0]}" if len(days) == 1 else f"{days[0]} .. {days[-1]} ({len(days)} dates)"
@@ -101,12 +107,15 @@ def history_marts(context: dg.AssetExecutionContext, settings: ProgressSettings,
         "risk_daily_summary": {},
         "risk_alerts": {
             "alerts_by_level": _risk_counts(alerts),
-            "preview": preview(alerts.sort(
-                "as_of_date", "risk_level", "streak", descending=[True, False, True])),
+            "preview": preview(
+                alerts.sort("as_of_date", "risk_level", "streak", descending=[True, False, True])
+            ),
         },
     }
-    as_of = {"as_of": ", ".join(end_of_day(d).isoformat(sep=" ") for d in days[:3])
-             + (" ..." if len(days) > 3 else "")}
+    as_of = {
+        "as_of": ", ".join(end_of_day(d).isoformat(sep=" ") for d in days[:3])
+        + (" ..." if len(days) > 3 else "")
+    }
     for name, frame in frames.items():
         yield dg.MaterializeResult(
             asset_key=HISTORY_KEYS[name],

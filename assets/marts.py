@@ -6,7 +6,6 @@ session_progress from one run and risk_log from another. The asset reports their
 invariant checks itself (checks/mart_checks.py).
 """
 
-
 import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,8 +50,12 @@ from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResou
 
 def _spec(name: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
     return dg.AssetSpec(
-        ["marts", name], group_name="marts", deps=deps, kinds={"duckdb", "polars"},
-        freshness_policy=MARTS_FRESHNESS, metadata=definition_metadata(MART_MODELS[name]),
+        ["marts", name],
+        group_name="marts",
+        deps=deps,
+        kinds={"duckdb", "polars"},
+        freshness_policy=MARTS_FRESHNESS,
+        metadata=definition_metadata(MART_MODELS[name]),
         description=table_description(MART_MODELS[name]),
     )
 
@@ -71,8 +74,9 @@ def read_mart_inputs(
         if enrollments is None or "enrollment_id" not in columns:
             frames[table] = read_table(con, f"raw.{table}", columns)
         else:
-            frames[table] = read_table(con, f"raw.{table}", columns,
-                                       "enrollment_id BETWEEN ? AND ?", list(enrollments))
+            frames[table] = read_table(
+                con, f"raw.{table}", columns, "enrollment_id BETWEEN ? AND ?", list(enrollments)
+            )
     return frames
 
 
@@ -81,8 +85,10 @@ def enrollment_buckets(con: duckdb.DuckDBPyConnection, size: int) -> list[tuple[
     ids = con.sql("SELECT enrollment_id FROM raw.enrollments ORDER BY 1").pl().to_series()
     if ids.len() <= size:
         return [None]
-    return [(int(chunk[0]), int(chunk[-1])) for chunk in
-            (ids.slice(start, size) for start in range(0, ids.len(), size))]
+    return [
+        (int(chunk[0]), int(chunk[-1]))
+        for chunk in (ids.slice(start, size) for start in range(0, ids.len(), size))
+    ]
 
 
 def _add_hashes(a: str, b: str) -> str:
@@ -106,18 +112,21 @@ class MartsOutcome:
 
     buckets: int = 0
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROGRESS_MARTS, 0))
-    hashes: dict[str, str] = field(default_factory=lambda: dict.fromkeys(
-        PROGRESS_MARTS, content_hash(pl.DataFrame())))
+    hashes: dict[str, str] = field(
+        default_factory=lambda: dict.fromkeys(PROGRESS_MARTS, content_hash(pl.DataFrame()))
+    )
     risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
     at_risk: list[pl.DataFrame] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
-    violations: dict[str, list[str]] = field(default_factory=lambda: {
-        name: [] for name in PROGRESS_MARTS})
+    violations: dict[str, list[str]] = field(
+        default_factory=lambda: {name: [] for name in PROGRESS_MARTS}
+    )
     stored: dict[str, pl.Schema] = field(default_factory=dict)
     # wall seconds per phase, summed over the buckets: read, compute, checks, and write (the
     # content hashes, and waiting for the writer thread)
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("read", "compute", "checks", "write"), 0.0))
+    seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("read", "compute", "checks", "write"), 0.0)
+    )
 
     def lap(self, phase: str, since: float) -> float:
         """Add the time since `since` to `phase`; return now."""
@@ -130,14 +139,16 @@ def _building(name: str) -> str:
     return f"marts._building_{name}"
 
 
-def _append_bucket(con: duckdb.DuckDBPyConnection, marts: dict[str, pl.DataFrame],
-                   append: bool) -> None:
+def _append_bucket(
+    con: duckdb.DuckDBPyConnection, marts: dict[str, pl.DataFrame], append: bool
+) -> None:
     for name, frame in marts.items():
         write_table(con, _building(name), frame, append=append)
 
 
-def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as_of,
-                  out: MartsOutcome) -> None:
+def compute_marts(
+    con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as_of, out: MartsOutcome
+) -> None:
     """Compute, validate, check and write the marts a bucket of enrollments at a time, into
     `out`: all buckets are published together, or (MartsRefused, any error) none.
 
@@ -185,8 +196,11 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: ProgressSettings, as
                 for level, count in risk_distribution(marts["lecture_progress"]).items():
                     out.risk[level] += count
                 out.at_risk.append(
-                    marts["lecture_progress"].filter(pl.col("risk_level") != "NORMAL")
-                    .sort("consecutive_failed_sessions", descending=True).head(10))
+                    marts["lecture_progress"]
+                    .filter(pl.col("risk_level") != "NORMAL")
+                    .sort("consecutive_failed_sessions", descending=True)
+                    .head(10)
+                )
                 if pending is not None:
                     pending.result()  # the previous bucket is written (or its error raised)
                 pending = pool.submit(_append_bucket, writer, marts, i > 0)
@@ -220,8 +234,9 @@ def _empty(name: str) -> pl.DataFrame:
     specs=[_spec(name, [dg.AssetKey(["raw", t]) for t in TABLES]) for name in PROGRESS_MARTS],
     check_specs=mart_check_specs(),
 )
-def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings,
-                   warehouse: WarehouseResource):
+def progress_marts(
+    context: dg.AssetExecutionContext, settings: ProgressSettings, warehouse: WarehouseResource
+):
     """Session completion, lecture aggregates, risk trajectory and clinic candidates."""
     as_of = settings.as_of_instant()
     context.log.info(f"computing marts as of {as_of:%Y-%m-%d %H:%M:%S} ({settings.timezone})")
@@ -233,16 +248,24 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
         compute_marts(con, settings, as_of, out)
     if out.failures:
         for name in PROGRESS_MARTS:
-            yield schema_result(MART_MODELS[name], _empty(name), name,
-                                failure=out.failures.get(name))
-        raise dg.Failure(description="marts not published: " + ", ".join(
-            f"marts.{n} breaks its schema" for n in out.failures))
-    context.log.info(f"marts computed in {out.buckets} enrollment bucket(s): " + ", ".join(
-        f"{phase} {seconds:.1f} s" for phase, seconds in out.seconds.items()))
+            yield schema_result(
+                MART_MODELS[name], _empty(name), name, failure=out.failures.get(name)
+            )
+        raise dg.Failure(
+            description="marts not published: "
+            + ", ".join(f"marts.{n} breaks its schema" for n in out.failures)
+        )
+    context.log.info(
+        f"marts computed in {out.buckets} enrollment bucket(s): "
+        + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in out.seconds.items())
+    )
     warehouse.record_marts(as_of, out.hashes)
     for name in PROGRESS_MARTS:
-        extra: dict[str, object] = {"as_of": as_of.isoformat(sep=" "),
-                                    "content_hash": out.hashes[name], "buckets": out.buckets}
+        extra: dict[str, object] = {
+            "as_of": as_of.isoformat(sep=" "),
+            "content_hash": out.hashes[name],
+            "buckets": out.buckets,
+        }
         if name == "lecture_progress":
             extra["risk_distribution"] = out.risk
             extra["preview"] = preview(
@@ -250,18 +273,27 @@ def progress_marts(context: dg.AssetExecutionContext, settings: ProgressSettings
             )
         yield dg.MaterializeResult(
             asset_key=["marts", name],
-            metadata={"dagster/row_count": out.rows[name],
-                      "dagster/column_schema": column_schema(MART_MODELS[name])} | extra,
+            metadata={
+                "dagster/row_count": out.rows[name],
+                "dagster/column_schema": column_schema(MART_MODELS[name]),
+            }
+            | extra,
         )
-        yield schema_result(MART_MODELS[name], _empty(name), name, stored=out.stored[name],
-                            rows=out.rows[name])
+        yield schema_result(
+            MART_MODELS[name], _empty(name), name, stored=out.stored[name], rows=out.rows[name]
+        )
         yield invariant_result(name, out.violations[name])
 
 
-@dg.asset(key=["marts", "dim_labels"], group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
-          metadata=definition_metadata(MART_MODELS["dim_labels"]),
-          description=table_description(MART_MODELS["dim_labels"]),
-          check_specs=[labels_check_spec()])
+@dg.asset(
+    key=["marts", "dim_labels"],
+    group_name="marts",
+    kinds={"duckdb"},
+    pool=WAREHOUSE_POOL,
+    metadata=definition_metadata(MART_MODELS["dim_labels"]),
+    description=table_description(MART_MODELS["dim_labels"]),
+    check_specs=[labels_check_spec()],
+)
 def dim_labels_mart(warehouse: WarehouseResource):
     model = MART_MODELS["dim_labels"]
     frame = dim_labels()
@@ -270,8 +302,7 @@ def dim_labels_mart(warehouse: WarehouseResource):
         yield schema_result(model, frame, "dim_labels", failure=failure)
         raise dg.Failure(description="marts.dim_labels breaks its schema: not published")
     with warehouse.get_connection() as con:
-        replace_tables(con, {"marts.dim_labels": frame},
-                       {"marts.dim_labels": table_doc(model)})
+        replace_tables(con, {"marts.dim_labels": frame}, {"marts.dim_labels": table_doc(model)})
         stored = stored_schema(con, "marts.dim_labels")
     yield dg.MaterializeResult(metadata=frame_metadata(model, frame))
     yield schema_result(model, frame, "dim_labels", stored=stored, failure=failure)

@@ -141,8 +141,11 @@ def build_extract_checks(table: str) -> list[dg.AssetChecksDefinition]:
         if not gate.blocks(quarantined, delivered):
             return quarantine_share_outcome(table, quarantined, delivered)
         with warehouse.read_connection() as con:
-            reasons = dict(con.execute(
-                f"SELECT _reason, count(*) FROM quarantine.{table} GROUP BY 1").fetchall())
+            reasons = dict(
+                con.execute(
+                    f"SELECT _reason, count(*) FROM quarantine.{table} GROUP BY 1"
+                ).fetchall()
+            )
         cause = block_cause(settings.landing, table, reasons)
         return quarantine_share_outcome(
             table, quarantined, delivered, *_mostly(warehouse, table), cause=cause

@@ -31,33 +31,40 @@ def run_dates(tags: dict[str, str]) -> list[date] | None:
     return None
 
 
-def _read(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-          name: str) -> pl.DataFrame:
+def _read(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, name: str
+) -> pl.DataFrame:
     with warehouse.read_connection() as con:
         return read_dates(con, f"marts.{name}", run_dates(dict(context.run.tags)))
 
 
 def build_history_schema_check(name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=HISTORY_KEYS[name], name="schema",
-                    description="Types, nullability, enums, ranges and the (date, key) grain, "
-                    "for the run's date (every date when run alone).")
-    def _schema(context: dg.AssetCheckExecutionContext,
-                warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=HISTORY_KEYS[name],
+        name="schema",
+        description="Types, nullability, enums, ranges and the (date, key) grain, "
+        "for the run's date (every date when run alone).",
+    )
+    def _schema(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
         return schema_check_result(HISTORY_MODELS[name], _read(context, warehouse, name))
 
     return _schema
 
 
-def history_violations(progress: pl.DataFrame, summary: pl.DataFrame,
-                       alerts: pl.DataFrame) -> list[str]:
+def history_violations(
+    progress: pl.DataFrame, summary: pl.DataFrame, alerts: pl.DataFrame
+) -> list[str]:
     """What breaks the agreement of the three history tables (over the dates given)."""
     problems: list[str] = []
     dates = set(progress[AS_OF_DATE].unique().to_list())
     for label, frame in (("risk_daily_summary", summary), ("risk_alerts", alerts)):
         extra = set(frame[AS_OF_DATE].unique().to_list()) - dates
         if extra:
-            problems.append(f"{label} has dates missing from lecture_progress_daily: "
-                            f"{sorted(extra)[:5]}")
+            problems.append(
+                f"{label} has dates missing from lecture_progress_daily: {sorted(extra)[:5]}"
+            )
     expected = risk_daily_summary(progress)
     keys = [AS_OF_DATE, "academy_id", "lecture_id"]
     rate = "completion_rate"
@@ -72,34 +79,42 @@ def history_violations(progress: pl.DataFrame, summary: pl.DataFrame,
     )
     mismatched = compared.filter(differs).height
     if mismatched:
-        problems.append(f"{mismatched} risk_daily_summary rows differ from the aggregate of "
-                        "lecture_progress_daily")
+        problems.append(
+            f"{mismatched} risk_daily_summary rows differ from the aggregate of "
+            "lecture_progress_daily"
+        )
     joined = alerts.join(
         progress.select(AS_OF_DATE, "enrollment_id", "risk_level", "risk_rule"),
-        on=[AS_OF_DATE, "enrollment_id"], how="left",
+        on=[AS_OF_DATE, "enrollment_id"],
+        how="left",
     )
     disagree = joined.filter(
         pl.col("risk_level").ne_missing(pl.col("risk_level_right"))
         | pl.col("rule").ne_missing(pl.col("risk_rule"))
     )
     if disagree.height:
-        problems.append(f"{disagree.height} risk_alerts rows disagree with "
-                        "lecture_progress_daily's risk_level / risk_rule of the same date")
+        problems.append(
+            f"{disagree.height} risk_alerts rows disagree with "
+            "lecture_progress_daily's risk_level / risk_rule of the same date"
+        )
     return problems
 
 
-@dg.asset_check(asset=HISTORY_KEYS["risk_alerts"], name="agrees_with_history",
-                additional_deps=[DAILY_KEY, HISTORY_KEYS["risk_daily_summary"]],
-                description="Alerts carry the same risk as lecture_progress_daily on their "
-                "date; the summary is the aggregate of lecture_progress_daily.")
-def history_agreement(context: dg.AssetCheckExecutionContext,
-                      warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=HISTORY_KEYS["risk_alerts"],
+    name="agrees_with_history",
+    additional_deps=[DAILY_KEY, HISTORY_KEYS["risk_daily_summary"]],
+    description="Alerts carry the same risk as lecture_progress_daily on their "
+    "date; the summary is the aggregate of lecture_progress_daily.",
+)
+def history_agreement(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     frames = [_read(context, warehouse, name) for name in HISTORY_KEYS]
     violations = history_violations(*frames)
     return dg.AssetCheckResult(
         passed=not violations,
-        metadata={"dates": frames[0][AS_OF_DATE].n_unique(),
-                  "violations": violations or ["none"]},
+        metadata={"dates": frames[0][AS_OF_DATE].n_unique(), "violations": violations or ["none"]},
         description="; ".join(violations) or None,
     )
 

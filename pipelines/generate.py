@@ -973,9 +973,13 @@ def _simulate_outcomes(w: _World, rng: np.random.Generator) -> pl.DataFrame:
     n = e["id"].size
     lec = e["lec"]
     nsess = w.lec_nsess[lec]
-    last_day = np.where(
-        nsess > 0, w.sess_day[np.maximum(w.lec_sess_off[lec] + nsess - 1, 0)], REF_DAY + 365
-    ) if w.sess_day.size else np.full(n, REF_DAY + 365)
+    last_day = (
+        np.where(
+            nsess > 0, w.sess_day[np.maximum(w.lec_sess_off[lec] + nsess - 1, 0)], REF_DAY + 365
+        )
+        if w.sess_day.size
+        else np.full(n, REF_DAY + 365)
+    )
     ended = last_day <= REF_DAY - 2  # decided on a later day, before the nightly extract
     dropped = e["status"] == 1
     left = e["drop_at"] < np.iinfo(np.int64).max  # dropped, or stopped coming unannounced
@@ -1003,7 +1007,7 @@ def _simulate_outcomes(w: _World, rng: np.random.Generator) -> pl.DataFrame:
     stopped_day = np.minimum(e["drop_at"], EXTRACT_AT) // DAY
     after_leaving = stopped_day + rng.integers(3, 22, n)
     day = np.where(ended, after_last, after_leaving)
-    has = (ended | (left & (result == 2) & (after_leaving <= REF_DAY - 1)))
+    has = ended | (left & (result == 2) & (after_leaving <= REF_DAY - 1))
     has &= rng.random(n) >= 0.03  # a few results are not recorded yet
     at = day * DAY + rng.integers(10 * HOUR, 19 * HOUR, n) // MINUTE * MINUTE
     at_null = rng.random(n) < 0.04

@@ -42,7 +42,9 @@ def preview(frame: pl.DataFrame, rows: int = 10) -> dg.MarkdownMetadataValue:
     lines = [
         "| " + " | ".join(head.columns) + " |",
         "|" + "---|" * len(head.columns),
-        *("| " + " | ".join("" if v is None else str(v) for v in row) + " |"
-          for row in head.iter_rows()),
+        *(
+            "| " + " | ".join("" if v is None else str(v) for v in row) + " |"
+            for row in head.iter_rows()
+        ),
     ]
     return dg.MetadataValue.md("\n".join(lines))

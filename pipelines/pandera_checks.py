@@ -19,10 +19,16 @@ def schema_failure(model, frame: pl.DataFrame) -> str | None:
     return None
 
 
-def schema_check_result(model, frame: pl.DataFrame, *, stored: pl.Schema | None = None,
-                        asset_key: dg.AssetKey | None = None, check_name: str | None = None,
-                        failure: str | None = None, rows: int | None = None
-                        ) -> dg.AssetCheckResult:
+def schema_check_result(
+    model,
+    frame: pl.DataFrame,
+    *,
+    stored: pl.Schema | None = None,
+    asset_key: dg.AssetKey | None = None,
+    check_name: str | None = None,
+    failure: str | None = None,
+    rows: int | None = None,
+) -> dg.AssetCheckResult:
     """Validate `frame` against `model` (unless `failure` already says how it failed) and,
     with `stored`, compare the columns as stored in DuckDB with the model's types.
 
@@ -38,9 +44,13 @@ def schema_check_result(model, frame: pl.DataFrame, *, stored: pl.Schema | None 
     if problems:
         metadata["stored_types"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))
     return dg.AssetCheckResult(
-        asset_key=asset_key, check_name=check_name,
-        passed=failure is None and not problems, metadata=metadata,
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=failure is None and not problems,
+        metadata=metadata,
         description="; ".join(
             (["rows break the schema (see failure_cases)"] if failure is not None else [])
-            + problems) or None,
+            + problems
+        )
+        or None,
     )

@@ -32,8 +32,9 @@ def _norm(value):
 def _rows(rows: list[dict], columns: list[str], key: list[str]) -> list[tuple]:
     out = [tuple(_norm(r.get(c)) for c in columns) for r in rows]
     idx = [columns.index(k) for k in key]
-    return sorted(out, key=lambda t: tuple((v is None, str(type(v)), v) for v in
-                                            (t[i] for i in idx)))
+    return sorted(
+        out, key=lambda t: tuple((v is None, str(type(v)), v) for v in (t[i] for i in idx))
+    )
 
 
 def assert_same(name: str, ours: pl.DataFrame, theirs: list[dict], key: list[str]) -> None:
@@ -48,10 +49,14 @@ def assert_same(name: str, ours: pl.DataFrame, theirs: list[dict], key: list[str
         )
 
 
-def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/Seoul",
-                    thresholds: RiskThresholds | None = None,
-                    compare_quarantine_text: bool = True,
-                    evaluation_pairs: list[tuple[int, int]] | None = None) -> dict[str, int]:
+def compare_landing(
+    landing: Path,
+    as_of_list: list[datetime],
+    tz: str = "Asia/Seoul",
+    thresholds: RiskThresholds | None = None,
+    compare_quarantine_text: bool = True,
+    evaluation_pairs: list[tuple[int, int]] | None = None,
+) -> dict[str, int]:
     """Assert raw, quarantine, marts and the rule evaluation (the sweep's rows of
     `evaluation_pairs`, default the given thresholds and (1, 4)) equal the reference; return
     row counts seen."""
@@ -59,7 +64,8 @@ def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/S
     ours = ingest_all(landing, tz)
     ref_raw, ref_quarantine, ref_refused = reference_ingest(landing, tz)
     assert sorted(r.file for t in TABLES for r in ours[t].refused) == sorted(
-        f for f, _ in ref_refused)
+        f for f, _ in ref_refused
+    )
     counts: dict[str, int] = {}
     for table in TABLES:
         key = ["_source_file", "_source_row"]
@@ -67,8 +73,9 @@ def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/S
         cols = ["_reason", "_source_file", "_source_row"]
         if compare_quarantine_text:
             cols = SPECS[table].column_names + cols
-        assert_same(f"quarantine.{table}", ours[table].quarantine.select(cols),
-                    ref_quarantine[table], key)
+        assert_same(
+            f"quarantine.{table}", ours[table].quarantine.select(cols), ref_quarantine[table], key
+        )
         counts[f"raw.{table}"] = ours[table].raw.height
         counts[f"quarantine.{table}"] = ours[table].quarantine.height
     raw = {t: r.raw for t, r in ours.items()}
@@ -82,9 +89,13 @@ def compare_landing(landing: Path, as_of_list: list[datetime], tz: str = "Asia/S
         # its marts once per pair)
         pairs = sorted(set(evaluation_pairs or [(thresholds.warning, thresholds.danger), (1, 4)]))
         evaluation = evaluate(raw, as_of).filter(
-            pl.concat_list("warning_streak", "danger_streak").is_in(
-                [list(p) for p in pairs]))
-        assert_same(f"rule_evaluation as of {as_of}", evaluation,
-                    reference_evaluation(ref_raw, as_of, pairs), RULE_EVALUATION_KEY)
+            pl.concat_list("warning_streak", "danger_streak").is_in([list(p) for p in pairs])
+        )
+        assert_same(
+            f"rule_evaluation as of {as_of}",
+            evaluation,
+            reference_evaluation(ref_raw, as_of, pairs),
+            RULE_EVALUATION_KEY,
+        )
         counts["rule_evaluation"] = counts.get("rule_evaluation", 0) + evaluation.height
     return counts

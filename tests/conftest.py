@@ -34,8 +34,9 @@ HEADERS = {
 }
 
 
-def write_landing(root: Path, rows: dict[str, list[str]], headers: dict[str, str] | None = None
-                  ) -> Path:
+def write_landing(
+    root: Path, rows: dict[str, list[str]], headers: dict[str, str] | None = None
+) -> Path:
     """Write `<table>.csv` for every contract table (header-only when not given)."""
     root.mkdir(parents=True, exist_ok=True)
     headers = HEADERS | (headers or {})
@@ -66,8 +67,9 @@ def landing_with(tmp_path: Path, **extra: list[str]) -> Path:
     return write_landing(tmp_path / "landing", rows)
 
 
-def marts_for(landing: Path, as_of: datetime = AS_OF, thresholds: RiskThresholds | None = None
-              ) -> dict[str, pl.DataFrame]:
+def marts_for(
+    landing: Path, as_of: datetime = AS_OF, thresholds: RiskThresholds | None = None
+) -> dict[str, pl.DataFrame]:
     ingested = ingest_all(landing)
     return build_marts({t: r.raw for t, r in ingested.items()}, as_of, thresholds)
 
@@ -80,8 +82,9 @@ def row(frame: pl.DataFrame, **where) -> dict:
 
 @pytest.fixture
 def ingest(tmp_path):
-    def _ingest(rows: dict[str, list[str]], headers: dict[str, str] | None = None
-                ) -> dict[str, TableIngest]:
+    def _ingest(
+        rows: dict[str, list[str]], headers: dict[str, str] | None = None
+    ) -> dict[str, TableIngest]:
         return ingest_all(write_landing(tmp_path / "landing", rows, headers))
 
     return _ingest

@@ -27,31 +27,38 @@ from tests.test_dagster import AS_OF, EVENTS
 def run(landing, warehouse) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*core_assets, *all_checks],
-        resources={"settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF),
-                   "warehouse": WarehouseResource(path=str(warehouse))},
+        resources={
+            "settings": ProgressSettings(landing_dir=str(landing), as_of=AS_OF),
+            "warehouse": WarehouseResource(path=str(warehouse)),
+        },
         raise_on_error=False,
     )
 
 
 def failed(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], object]:
-    return {(e.asset_key.to_user_string(), e.check_name): e
-            for e in result.get_asset_check_evaluations() if not e.passed}
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    }
 
 
 def test_every_reported_check_passes_and_counts_rows(tmp_path):
     result = run(landing_with(tmp_path, **EVENTS), tmp_path / "wh.duckdb")
     assert result.success
-    evaluations = {(e.asset_key.to_user_string(), e.check_name): e
-                   for e in result.get_asset_check_evaluations()}
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
     assert all(e.passed for e in evaluations.values())
     assert evaluations[("raw/submissions", "raw_schema")].metadata["rows"].value == 3
     assert evaluations[("marts/session_progress", "schema")].metadata["rows"].value == 4
     assert evaluations[("marts/clinic_links", "invariants")].metadata["violations"].value == [
-        "none"]
+        "none"
+    ]
 
 
-def test_raw_row_breaking_the_contract_fails_raw_schema_and_blocks_the_marts(
-        tmp_path, monkeypatch):
+def test_raw_row_breaking_the_contract_fails_raw_schema_and_blocks_the_marts(tmp_path, monkeypatch):
     def broken(table, *args, **kwargs):
         result = ingest_table(table, *args, **kwargs)
         if table == "video_progress":  # a progress rate above 100 slips through
@@ -63,16 +70,18 @@ def test_raw_row_breaking_the_contract_fails_raw_schema_and_blocks_the_marts(
     result = run(landing_with(tmp_path, **EVENTS), warehouse)
     bad = failed(result)
     assert set(bad) == {("raw/video_progress", "raw_schema")}
-    assert "progress_rate" in bad[("raw/video_progress", "raw_schema")].metadata[
-        "failure_cases"].value
-    materialized = {m.asset_key.to_user_string()
-                    for m in result.get_asset_materialization_events()}
+    assert (
+        "progress_rate" in bad[("raw/video_progress", "raw_schema")].metadata["failure_cases"].value
+    )
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     assert "raw/attendance" in materialized
     assert "marts/session_progress" not in materialized  # blocking: the marts did not run
     assert not warehouse.exists()  # nothing published; the build is kept for inspection
     with duckdb.connect(str(rejected_path(warehouse)), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' "
-                           "AND table_name = 'session_progress'").fetchone() == (0,)
+        assert con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' "
+            "AND table_name = 'session_progress'"
+        ).fetchone() == (0,)
 
 
 def test_stored_column_of_another_type_fails_the_schema_check(tmp_path):
@@ -82,11 +91,14 @@ def test_stored_column_of_another_type_fails_the_schema_check(tmp_path):
     for table in ("lectures", "sessions", "enrollments"):
         refs[table] = ingest_table(table, landing, "Asia/Seoul", refs).raw
     result = ingest_table("attendance", landing, "Asia/Seoul", refs)
-    stored = {"raw": result.raw.cast({"_source_row": pl.Int32}).schema,
-              "quarantine": result.quarantine.schema}
+    stored = {
+        "raw": result.raw.cast({"_source_row": pl.Int32}).schema,
+        "quarantine": result.quarantine.schema,
+    }
     raw_check, quarantine_check = ingest_check_results(result, stored)
     assert not raw_check.passed and "_source_row is Int32, expected Int64" in (
-        raw_check.description)
+        raw_check.description
+    )
     assert quarantine_check.passed
 
 
@@ -102,7 +114,8 @@ def test_mart_breaking_its_schema_is_not_published(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         marts = real(*args, **kwargs)
         marts["lecture_progress"] = marts["lecture_progress"].with_columns(
-            pl.lit("BROKEN").alias("risk_level"))
+            pl.lit("BROKEN").alias("risk_level")
+        )
         return marts
 
     monkeypatch.setattr(assets.marts, "build_marts", broken)
@@ -110,13 +123,12 @@ def test_mart_breaking_its_schema_is_not_published(tmp_path, monkeypatch):
     assert not result.success
     bad = failed(result)
     assert set(bad) == {("marts/lecture_progress", "schema")}
-    assert "risk_level" in bad[("marts/lecture_progress", "schema")].metadata[
-        "failure_cases"].value
+    assert "risk_level" in bad[("marts/lecture_progress", "schema")].metadata["failure_cases"].value
     with duckdb.connect(str(warehouse), read_only=True) as con:  # the previous marts stay
-        assert con.execute("SELECT * FROM marts.lecture_progress ORDER BY ALL"
-                           ).fetchall() == before
-        assert con.execute("SELECT marts_refreshed FROM marts.publication "
-                           "ORDER BY published_at").fetchall() == [(True,)]  # not published
+        assert con.execute("SELECT * FROM marts.lecture_progress ORDER BY ALL").fetchall() == before
+        assert con.execute(
+            "SELECT marts_refreshed FROM marts.publication ORDER BY published_at"
+        ).fetchall() == [(True,)]  # not published
 
 
 def test_invariant_violation_is_reported_per_mart(tmp_path, monkeypatch):
@@ -125,7 +137,8 @@ def test_invariant_violation_is_reported_per_mart(tmp_path, monkeypatch):
     def broken(*args, **kwargs):  # a completed session lecture_progress does not count
         marts = real(*args, **kwargs)
         marts["lecture_progress"] = marts["lecture_progress"].with_columns(
-            pl.lit(0, pl.Int64).alias("completed_sessions"), pl.lit(0.0).alias("completion_rate"))
+            pl.lit(0, pl.Int64).alias("completed_sessions"), pl.lit(0.0).alias("completion_rate")
+        )
         return marts
 
     monkeypatch.setattr(assets.marts, "build_marts", broken)

@@ -372,7 +372,8 @@ def test_configured_warning_above_danger_matches_the_reference(tmp_path):
     pairs = [(3, 2), (5, 1)]
     ours = evaluate(raw, T, pairs)
     ref_raw, _, _ = reference_ingest(landing, "Asia/Seoul")
-    assert_same("rule_evaluation w > d", ours, reference_evaluation(ref_raw, T, pairs),
-                RULE_EVALUATION_KEY)
+    assert_same(
+        "rule_evaluation w > d", ours, reference_evaluation(ref_raw, T, pairs), RULE_EVALUATION_KEY
+    )
     flagged = ours.filter((pl.col("scope") == "all") & (pl.col("level") == "WARNING"))
     assert flagged["tp"].sum() + flagged["fp"].sum() > 0  # the case flags someone

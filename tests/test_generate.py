@@ -670,7 +670,8 @@ def test_outcomes_come_from_their_own_stream(tmp_path: Path) -> None:
     assert all(a[f] == b[f] for f in b if f != "_manifest.json")
     assert with_outcomes["outcomes"] > 0 and without["outcomes"] == 0
     assert {t: n for t, n in with_outcomes.items() if t != "outcomes"} == {
-        t: n for t, n in without.items() if t != "outcomes"}
+        t: n for t, n in without.items() if t != "outcomes"
+    }
 
 
 def test_outcomes_are_decided_after_the_last_session(checked) -> None:
@@ -680,7 +681,8 @@ def test_outcomes_are_decided_after_the_last_session(checked) -> None:
     assert outcomes["decided_at"].null_count() > 0
     last = valid["sessions"].group_by("lecture_id").agg(pl.col("session_date").max())
     decided = outcomes.join(last, on="lecture_id").filter(
-        (pl.col("result") != "WITHDRAWN") & pl.col("decided_at").is_not_null())
+        (pl.col("result") != "WITHDRAWN") & pl.col("decided_at").is_not_null()
+    )
     assert decided.height and (decided["decided_at"].dt.date() > decided["session_date"]).all()
     assert (outcomes["decided_at"].drop_nulls() <= dt.datetime(2026, 11, 25, 6)).all()
     # a DROPPED enrollment that has an outcome mostly WITHDRAWN
@@ -710,4 +712,5 @@ def test_out_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     assert (quiet / "attendance" / "part-900.csv").read_text(encoding="utf-8") == "kept"
     assert (quiet / "_landing.json").exists()
     assert sorted(p.relative_to(quiet).as_posix() for p in quiet.rglob("*.csv")) == [
-        "attendance/part-900.csv"]
+        "attendance/part-900.csv"
+    ]

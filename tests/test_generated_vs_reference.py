@@ -26,5 +26,6 @@ def test_parquet_extracts_match_reference(tmp_path, seed):
     generate_extracts(tmp_path, academies=2, enrollments=90, seed=100 + seed, fmt="parquet")
     # quarantine values of native Parquet columns are rendered as text differently by the two
     # implementations; reasons, files and record numbers are still compared
-    compare_landing(tmp_path, AS_OFS, thresholds=RiskThresholds(2, 4),
-                    compare_quarantine_text=False)
+    compare_landing(
+        tmp_path, AS_OFS, thresholds=RiskThresholds(2, 4), compare_quarantine_text=False
+    )

@@ -66,15 +66,20 @@ SLIPPING = {
         "104,1,4,4차시,2026-12-01",
     ],
     "enrollments": ["1000,1,7,ACTIVE,2026-03-01 09:00", "1001,1,8,ACTIVE,2026-03-01 09:00"],
-    "attendance": ["1000,103,offline,2026-03-05 10:00",
-                   "1001,101,offline,2026-03-02 10:00", "1001,102,offline,2026-03-03 10:00",
-                   "1001,103,offline,2026-03-04 10:00"],
-    "submissions": ["1,1000,103,exam,80,,2026-03-05 11:00",
-                    "2,1000,103,homework,,true,2026-03-05 12:00",
-                    "3,1001,102,exam,90,,2026-03-03 11:00",
-                    "4,1001,102,homework,,true,2026-03-03 12:00",
-                    "5,1001,103,exam,95,,2026-03-04 11:00",
-                    "6,1001,103,homework,,true,2026-03-04 12:00"],
+    "attendance": [
+        "1000,103,offline,2026-03-05 10:00",
+        "1001,101,offline,2026-03-02 10:00",
+        "1001,102,offline,2026-03-03 10:00",
+        "1001,103,offline,2026-03-04 10:00",
+    ],
+    "submissions": [
+        "1,1000,103,exam,80,,2026-03-05 11:00",
+        "2,1000,103,homework,,true,2026-03-05 12:00",
+        "3,1001,102,exam,90,,2026-03-03 11:00",
+        "4,1001,102,homework,,true,2026-03-03 12:00",
+        "5,1001,103,exam,95,,2026-03-04 11:00",
+        "6,1001,103,homework,,true,2026-03-04 12:00",
+    ],
 }
 
 
@@ -86,8 +91,11 @@ def wired_definitions() -> dg.Definitions:
         jobs=[progress_job, *history_jobs, exports_job],
         schedules=schedules,
         sensors=sensors,
-        resources={"settings": ProgressSettings(), "warehouse": WarehouseResource(path="x"),
-                   "warehouse_reader": WarehouseReader(path="x")},
+        resources={
+            "settings": ProgressSettings(),
+            "warehouse": WarehouseResource(path="x"),
+            "warehouse_reader": WarehouseReader(path="x"),
+        },
         executor=dg.in_process_executor,
     )
 
@@ -109,14 +117,28 @@ def query(warehouse: Path, sql: str, params: list | None = None) -> pl.DataFrame
 # --------------------------------------------------------------------------------------------
 
 
-def _history_row(day: str, enrollment: int, level: str, rule: str | None = None,
-                 failed: int = 0, low: int = 0, status: str = "ACTIVE",
-                 rate: float = 0.5) -> dict:
+def _history_row(
+    day: str,
+    enrollment: int,
+    level: str,
+    rule: str | None = None,
+    failed: int = 0,
+    low: int = 0,
+    status: str = "ACTIVE",
+    rate: float = 0.5,
+) -> dict:
     return {
-        "as_of_date": date.fromisoformat(day), "enrollment_id": enrollment, "lecture_id": 1,
-        "academy_id": 10, "student_id": enrollment + 1, "status": status,
-        "completion_rate": rate, "consecutive_failed_sessions": failed,
-        "consecutive_low_scores": low, "risk_level": level, "risk_rule": rule,
+        "as_of_date": date.fromisoformat(day),
+        "enrollment_id": enrollment,
+        "lecture_id": 1,
+        "academy_id": 10,
+        "student_id": enrollment + 1,
+        "status": status,
+        "completion_rate": rate,
+        "consecutive_failed_sessions": failed,
+        "consecutive_low_scores": low,
+        "risk_level": level,
+        "risk_rule": rule,
         "last_session_id": 100 + failed,
     }
 
@@ -125,33 +147,40 @@ INC, LOW = "CONSECUTIVE_INCOMPLETE", "CONSECUTIVE_LOW_SCORE"
 
 
 def test_alerts_on_hand_made_history_normal_warning_danger_normal():
-    history = pl.DataFrame([
-        # enrollment 1: NORMAL -> WARNING -> DANGER -> NORMAL
-        _history_row("2026-03-02", 1, "NORMAL", failed=1),
-        _history_row("2026-03-03", 1, "WARNING", INC, failed=2),
-        _history_row("2026-03-04", 1, "DANGER", INC, failed=3),
-        _history_row("2026-03-05", 1, "NORMAL", failed=0),
-        # enrollment 2: DANGER by low scores from the start, then NORMAL -> DANGER directly
-        _history_row("2026-03-02", 2, "DANGER", LOW, low=3),
-        _history_row("2026-03-03", 2, "DANGER", LOW, low=4),
-        _history_row("2026-03-04", 2, "NORMAL"),
-        _history_row("2026-03-05", 2, "DANGER", LOW, failed=1, low=3),
-        # enrollment 3: appears on 03-05 already at WARNING (absent the day before = NORMAL)
-        _history_row("2026-03-05", 3, "WARNING", INC, failed=2),
-        # enrollment 4: WARNING on the first date (no baseline, no alert); then a rule change at
-        # the same level, which is not a rise
-        _history_row("2026-03-02", 4, "WARNING", INC, failed=2),
-        _history_row("2026-03-03", 4, "WARNING", INC, failed=2),
-        _history_row("2026-03-04", 4, "WARNING", INC, failed=3),
-        _history_row("2026-03-05", 4, "WARNING", LOW, low=2, failed=2),
-        # 03-09 has no 03-08 in the history: nothing to compare with, no alerts
-        _history_row("2026-03-09", 1, "DANGER", INC, failed=3),
-    ])
+    history = pl.DataFrame(
+        [
+            # enrollment 1: NORMAL -> WARNING -> DANGER -> NORMAL
+            _history_row("2026-03-02", 1, "NORMAL", failed=1),
+            _history_row("2026-03-03", 1, "WARNING", INC, failed=2),
+            _history_row("2026-03-04", 1, "DANGER", INC, failed=3),
+            _history_row("2026-03-05", 1, "NORMAL", failed=0),
+            # enrollment 2: DANGER by low scores from the start, then NORMAL -> DANGER directly
+            _history_row("2026-03-02", 2, "DANGER", LOW, low=3),
+            _history_row("2026-03-03", 2, "DANGER", LOW, low=4),
+            _history_row("2026-03-04", 2, "NORMAL"),
+            _history_row("2026-03-05", 2, "DANGER", LOW, failed=1, low=3),
+            # enrollment 3: appears on 03-05 already at WARNING (absent the day before = NORMAL)
+            _history_row("2026-03-05", 3, "WARNING", INC, failed=2),
+            # enrollment 4: WARNING on the first date (no baseline, no alert); then a rule change at
+            # the same level, which is not a rise
+            _history_row("2026-03-02", 4, "WARNING", INC, failed=2),
+            _history_row("2026-03-03", 4, "WARNING", INC, failed=2),
+            _history_row("2026-03-04", 4, "WARNING", INC, failed=3),
+            _history_row("2026-03-05", 4, "WARNING", LOW, low=2, failed=2),
+            # 03-09 has no 03-08 in the history: nothing to compare with, no alerts
+            _history_row("2026-03-09", 1, "DANGER", INC, failed=3),
+        ]
+    )
     alerts_frame = risk_alerts(history)
     validate(HISTORY_MODELS["risk_alerts"], alerts_frame)
     got = alerts_frame.select(
-        pl.col("as_of_date").cast(pl.String), "enrollment_id", "previous_level", "risk_level",
-        "rule", "streak", "reason",
+        pl.col("as_of_date").cast(pl.String),
+        "enrollment_id",
+        "previous_level",
+        "risk_level",
+        "rule",
+        "streak",
+        "reason",
     ).rows()
     assert got == [
         ("2026-03-03", 1, "NORMAL", "WARNING", INC, 2, "연속 2차시 미완료"),
@@ -162,17 +191,27 @@ def test_alerts_on_hand_made_history_normal_warning_danger_normal():
 
 
 def test_daily_summary_counts_active_enrollments():
-    history = pl.DataFrame([
-        _history_row("2026-03-02", 1, "NORMAL", rate=0.5),
-        _history_row("2026-03-02", 2, "WARNING", INC, failed=2, rate=0.25),
-        _history_row("2026-03-02", 3, "DANGER", INC, failed=3, rate=0.0),
-        _history_row("2026-03-02", 4, "NORMAL", status="DROPPED", rate=0.0),
-    ])
+    history = pl.DataFrame(
+        [
+            _history_row("2026-03-02", 1, "NORMAL", rate=0.5),
+            _history_row("2026-03-02", 2, "WARNING", INC, failed=2, rate=0.25),
+            _history_row("2026-03-02", 3, "DANGER", INC, failed=3, rate=0.0),
+            _history_row("2026-03-02", 4, "NORMAL", status="DROPPED", rate=0.0),
+        ]
+    )
     summary = risk_daily_summary(history)
-    assert summary.drop("as_of_date").rows(named=True) == [{
-        "academy_id": 10, "lecture_id": 1, "enrollments": 4, "active_enrollments": 3,
-        "normal_count": 1, "warning_count": 1, "danger_count": 1, "completion_rate": 0.25,
-    }]
+    assert summary.drop("as_of_date").rows(named=True) == [
+        {
+            "academy_id": 10,
+            "lecture_id": 1,
+            "enrollments": 4,
+            "active_enrollments": 3,
+            "normal_count": 1,
+            "warning_count": 1,
+            "danger_count": 1,
+            "completion_rate": 0.25,
+        }
+    ]
 
 
 def test_history_of_a_date_is_lecture_progress_as_of_its_end(tmp_path):
@@ -185,7 +224,8 @@ def test_history_of_a_date_is_lecture_progress_as_of_its_end(tmp_path):
             validate(HISTORY_MODELS[name], frame)
         progress = frames["lecture_progress_daily"]
         expected = build_marts(raw, datetime(d.year, d.month, d.day, 23, 59, 59))[
-            "lecture_progress"]
+            "lecture_progress"
+        ]
         assert progress.columns == LECTURE_PROGRESS_DAILY_COLUMNS
         assert progress.drop("as_of_date").equals(expected)
         levels[day] = dict(zip(progress["enrollment_id"], progress["risk_level"], strict=True))
@@ -199,14 +239,16 @@ def test_replace_dates_touches_only_its_dates(tmp_path):
     days = [date(2026, 3, 2), date(2026, 3, 3)]
     with duckdb.connect(str(warehouse)) as con:
         for day in days:
-            replace_dates(con, {"marts.lecture_progress_daily": lecture_progress_on(raw, day)},
-                          [day])
+            replace_dates(
+                con, {"marts.lecture_progress_daily": lecture_progress_on(raw, day)}, [day]
+            )
         again = lecture_progress_on(raw, days[0]).with_columns(pl.lit(9).alias("student_id"))
         replace_dates(con, {"marts.lecture_progress_daily": again}, [days[0]])
         with pytest.raises(ValueError, match="outside"):
             replace_dates(con, {"marts.lecture_progress_daily": again}, [days[1]])
-    stored = query(warehouse, "SELECT as_of_date, student_id FROM marts.lecture_progress_daily "
-                   "ORDER BY 1, 2").rows()
+    stored = query(
+        warehouse, "SELECT as_of_date, student_id FROM marts.lecture_progress_daily ORDER BY 1, 2"
+    ).rows()
     assert stored == [(days[0], 9), (days[0], 9), (days[1], 7), (days[1], 8)]
 
 
@@ -228,8 +270,14 @@ def test_three_day_backfill_equals_three_as_of_runs(tmp_path, monkeypatch):
     warehouse = tmp_path / "wh.duckdb"
     instance = dg.DagsterInstance.ephemeral()
     seen: list[list[date]] = []
-    report = run_backfill(date(2026, 3, 3), date(2026, 3, 5), landing, warehouse,
-                          on_chunk=lambda days, run_id: seen.append(days), instance=instance)
+    report = run_backfill(
+        date(2026, 3, 3),
+        date(2026, 3, 5),
+        landing,
+        warehouse,
+        on_chunk=lambda days, run_id: seen.append(days),
+        instance=instance,
+    )
     days = [date(2026, 3, 3), date(2026, 3, 4), date(2026, 3, 5)]
     assert seen == [days] and list(report.runs) == days  # one single-run backfill of 3 dates
 
@@ -237,9 +285,13 @@ def test_three_day_backfill_equals_three_as_of_runs(tmp_path, monkeypatch):
     assert instance.get_materialized_partitions(DAILY_KEY) == {d.isoformat() for d in days}
     runs = instance.get_runs(dg.RunsFilter(tags={"progress/backfill": report.backfill_id}))
     assert len(runs) == 2  # ingest, then the range
-    assert {(r.tags.get("dagster/asset_partition_range_start"),
-             r.tags.get("dagster/asset_partition_range_end")) for r in runs} == {
-        (None, None), ("2026-03-03", "2026-03-05")}
+    assert {
+        (
+            r.tags.get("dagster/asset_partition_range_start"),
+            r.tags.get("dagster/asset_partition_range_end"),
+        )
+        for r in runs
+    } == {(None, None), ("2026-03-03", "2026-03-05")}
 
     raw = raw_of(landing)
     stored = query(warehouse, "SELECT * FROM marts.lecture_progress_daily ORDER BY ALL")
@@ -249,8 +301,11 @@ def test_three_day_backfill_equals_three_as_of_runs(tmp_path, monkeypatch):
         got = query(warehouse, f"SELECT * FROM marts.{name} ORDER BY ALL")
         want = pl.concat([daily_history(raw, d)[name] for d in days])
         assert got.equals(want.sort(got.columns)), name
-    alerts_rows = query(warehouse, "SELECT as_of_date, enrollment_id, previous_level, "
-                        "risk_level, reason FROM marts.risk_alerts ORDER BY 1").rows()
+    alerts_rows = query(
+        warehouse,
+        "SELECT as_of_date, enrollment_id, previous_level, "
+        "risk_level, reason FROM marts.risk_alerts ORDER BY 1",
+    ).rows()
     assert alerts_rows == [  # 03-03 compared with 03-02, which was never materialized
         (date(2026, 3, 3), 1000, "NORMAL", "WARNING", "연속 2차시 미완료"),
         (date(2026, 3, 4), 1000, "WARNING", "DANGER", "연속 3차시 미완료"),
@@ -261,14 +316,18 @@ def test_three_day_backfill_equals_three_as_of_runs(tmp_path, monkeypatch):
     other = tmp_path / "run.duckdb"
     run_report = run_pipeline(landing, other, as_of="2026-03-04 23:59:59")
     run_progress = query(other, "SELECT * FROM marts.lecture_progress ORDER BY enrollment_id")
-    history = query(warehouse, "SELECT * EXCLUDE (as_of_date) FROM marts.lecture_progress_daily "
-                    "WHERE as_of_date = DATE '2026-03-04' ORDER BY enrollment_id")
+    history = query(
+        warehouse,
+        "SELECT * EXCLUDE (as_of_date) FROM marts.lecture_progress_daily "
+        "WHERE as_of_date = DATE '2026-03-04' ORDER BY enrollment_id",
+    )
     assert history.equals(run_progress)
 
     # the alerts summary of that run equals the stored alerts of the date
     summary = alerts_summary(other, run_report.as_of)
-    stored_alerts = query(warehouse, "SELECT * FROM marts.risk_alerts "
-                          "WHERE as_of_date = DATE '2026-03-04'")
+    stored_alerts = query(
+        warehouse, "SELECT * FROM marts.risk_alerts WHERE as_of_date = DATE '2026-03-04'"
+    )
     assert summary.alerts.drop("lecture_title").equals(stored_alerts)
     assert summary.counts == {"WARNING": 0, "DANGER": 1}
     out = Console(record=True, width=160)
@@ -278,24 +337,27 @@ def test_three_day_backfill_equals_three_as_of_runs(tmp_path, monkeypatch):
 
     # one run per date gives the same rows; re-materializing replaces those dates only
     before = query(warehouse, "SELECT * FROM marts.lecture_progress_daily ORDER BY ALL")
-    again = run_backfill(date(2026, 3, 4), date(2026, 3, 5), landing, warehouse,
-                         instance=instance, days_per_run=1)
+    again = run_backfill(
+        date(2026, 3, 4), date(2026, 3, 5), landing, warehouse, instance=instance, days_per_run=1
+    )
     assert len(set(again.runs.values())) == 2
-    assert {r.tags.get("dagster/partition") for r in instance.get_runs(
-        dg.RunsFilter(tags={"progress/backfill": again.backfill_id}))} == {
-        None, "2026-03-04", "2026-03-05"}
+    assert {
+        r.tags.get("dagster/partition")
+        for r in instance.get_runs(dg.RunsFilter(tags={"progress/backfill": again.backfill_id}))
+    } == {None, "2026-03-04", "2026-03-05"}
     assert query(warehouse, "SELECT * FROM marts.lecture_progress_daily ORDER BY ALL").equals(
-        before)
+        before
+    )
 
     # and the CLI reads the alerts back
-    result = CliRunner().invoke(cli(), ["alerts", "--warehouse", str(warehouse), "--date",
-                                        "2026-03-04"])
+    result = CliRunner().invoke(
+        cli(), ["alerts", "--warehouse", str(warehouse), "--date", "2026-03-04"]
+    )
     assert result.exit_code == 0, result.output
     assert "DANGER" in result.output and "1000" in result.output
     # a backfilled day without alerts is a day of the history: 0 alerts, and the latest one
     for args in (["--date", "2026-03-05"], []):
-        zero = CliRunner().invoke(cli(), ["alerts", "--warehouse", str(warehouse), "--json",
-                                          *args])
+        zero = CliRunner().invoke(cli(), ["alerts", "--warehouse", str(warehouse), "--json", *args])
         assert zero.exit_code == 0, zero.output
         found = json.loads(zero.stdout)
         assert found["date"] == "2026-03-05" and found["total"] == 0 and found["alerts"] == []
@@ -306,9 +368,22 @@ def test_backfill_cli_progress_and_one_line_errors(tmp_path, monkeypatch):
     landing = landing_with(tmp_path, **SLIPPING)
     warehouse = tmp_path / "wh.duckdb"
     runner = CliRunner()
-    ok = runner.invoke(cli(), ["backfill", "--start", "2026-03-04", "--end", "2026-03-05",
-                               "--landing", str(landing), "--warehouse", str(warehouse),
-                               "--days-per-run", "1"])
+    ok = runner.invoke(
+        cli(),
+        [
+            "backfill",
+            "--start",
+            "2026-03-04",
+            "--end",
+            "2026-03-05",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+            "--days-per-run",
+            "1",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert "2 dates" in ok.output and "history" in ok.output
     for args, message in [
@@ -317,13 +392,25 @@ def test_backfill_cli_progress_and_one_line_errors(tmp_path, monkeypatch):
         (["--start", "2026-03-04", "--end", "2999-01-01"], "not a finished day yet"),
         (["--start", "March 4", "--end", "2026-03-04"], "is not a date"),
     ]:
-        bad = runner.invoke(cli(), ["backfill", *args, "--landing", str(landing),
-                                    "--warehouse", str(warehouse)])
+        bad = runner.invoke(
+            cli(), ["backfill", *args, "--landing", str(landing), "--warehouse", str(warehouse)]
+        )
         assert bad.exit_code == ExitCode.USAGE and message in bad.output, bad.output
         assert "Traceback" not in bad.output
-    missing = runner.invoke(cli(), ["backfill", "--start", "2026-03-04", "--end", "2026-03-04",
-                                    "--landing", str(tmp_path / "nope"),
-                                    "--warehouse", str(warehouse)])
+    missing = runner.invoke(
+        cli(),
+        [
+            "backfill",
+            "--start",
+            "2026-03-04",
+            "--end",
+            "2026-03-04",
+            "--landing",
+            str(tmp_path / "nope"),
+            "--warehouse",
+            str(warehouse),
+        ],
+    )
     assert missing.exit_code == ExitCode.USAGE and "does not exist" in missing.output
     none = runner.invoke(cli(), ["alerts", "--warehouse", str(warehouse), "--date", "2026-03-09"])
     assert none.exit_code == ExitCode.USAGE and "no history for 2026-03-09" in none.output
@@ -338,9 +425,12 @@ def test_history_checks_flag_disagreement(tmp_path):
     problems = history_violations(frames["lecture_progress_daily"], summary, tampered)
     assert len(problems) == 2
     assert run_dates({"dagster/partition": "2026-03-04"}) == [date(2026, 3, 4)]
-    assert run_dates({"dagster/asset_partition_range_start": "2026-03-04",
-                      "dagster/asset_partition_range_end": "2026-03-06"}) == [
-        date(2026, 3, 4), date(2026, 3, 5), date(2026, 3, 6)]
+    assert run_dates(
+        {
+            "dagster/asset_partition_range_start": "2026-03-04",
+            "dagster/asset_partition_range_end": "2026-03-06",
+        }
+    ) == [date(2026, 3, 4), date(2026, 3, 5), date(2026, 3, 6)]
     assert run_dates({}) is None
 
 
@@ -351,15 +441,17 @@ def test_history_checks_flag_disagreement(tmp_path):
 
 def tick(landing: Path, cursor: str | None) -> dg.SensorExecutionData:
     with dg.build_sensor_context(
-        cursor=cursor, resources={"settings": ProgressSettings(landing_dir=str(landing))},
+        cursor=cursor,
+        resources={"settings": ProgressSettings(landing_dir=str(landing))},
         definitions=DEFS,
     ) as context:
         return landing_sensor.evaluate_tick(context)
 
 
 def schedule_tick(when: datetime, schedule: dg.ScheduleDefinition = daily_schedule):
-    with dg.build_schedule_context(scheduled_execution_time=when,
-                                   repository_def=DEFS.get_repository_def()) as context:
+    with dg.build_schedule_context(
+        scheduled_execution_time=when, repository_def=DEFS.get_repository_def()
+    ) as context:
         return schedule.evaluate_tick(context).run_requests
 
 
@@ -390,7 +482,8 @@ def test_sensor_runs_once_per_set_of_file_contents(tmp_path):
 
     (landing / "attendance").mkdir()  # a new daily drop in a table folder
     (landing / "attendance" / "2026-03-02.csv").write_text(
-        "enrollment_id,session_id,attendance_type,recorded_at\n1000,101,offline,2026-03-02\n")
+        "enrollment_id,session_id,attendance_type,recorded_at\n1000,101,offline,2026-03-02\n"
+    )
     added = tick(landing, changed.cursor)
     assert len(added.run_requests) == 1
     assert "attendance/2026-03-02.csv" in json.loads(added.cursor)
@@ -419,7 +512,8 @@ def test_schedule_materializes_yesterday_and_current_marts(monkeypatch):
     (only_marts,) = schedule_tick(first)
     assert only_marts.partition_key is None
     assert only_marts.asset_selection and not set(only_marts.asset_selection) & set(
-        HISTORY_KEYS.values())
+        HISTORY_KEYS.values()
+    )
     monkeypatch.setenv("PROGRESS_SCHEDULE_CRON", "30 5 * * *")
     assert build_daily_schedule().cron_schedule == "30 5 * * *"
 

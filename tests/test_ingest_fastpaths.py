@@ -32,8 +32,11 @@ def test_lookup_equals_replace_strict(keys, values, data):
     target_series = pl.Series("t", targets, dtype=pl.Int64)
     frame = pl.DataFrame({"v": values}, schema={"v": pl.Int64})
     fast = frame.select(lookup(pl.col("v"), key_series, target_series).alias("x")).to_series()
-    plain = frame.select(pl.col("v").replace_strict(
-        key_series, target_series, default=None, return_dtype=pl.Int64).alias("x")).to_series()
+    plain = frame.select(
+        pl.col("v")
+        .replace_strict(key_series, target_series, default=None, return_dtype=pl.Int64)
+        .alias("x")
+    ).to_series()
     assert fast.to_list() == plain.to_list()
 
 
@@ -56,8 +59,11 @@ def test_repeated_hashes_equals_is_duplicated(hashes):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.none() | st.integers(0, 3), st.sampled_from(["a", "b", None])),
-                max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.none() | st.integers(0, 3), st.sampled_from(["a", "b", None])), max_size=60
+    )
+)
 def test_duplicated_rows_equals_is_duplicated(rows):
     frame = pl.DataFrame(rows, schema={"k": pl.Int64, "t": pl.String}, orient="row")
     assert duplicated_rows(frame, ["k", "t"]).to_list() == frame.is_duplicated().to_list()
@@ -76,18 +82,21 @@ def test_parquet_read_by_polars_equals_the_pyarrow_path(tmp_path, monkeypatch):
     from pipelines.core import extracts
     from pipelines.core.contract import SPECS
 
-    table = pa.table({
-        "submission_id": pa.array([1, 2, 3, None], pa.int32()),
-        " enrollment_id ": pa.array([10, 11, 12, 13], pa.int64()),
-        "session_id": pa.array(["5", " 6", "", None], pa.string()).dictionary_encode(),
-        "kind": pa.array(["exam", "homework", " exam", None], pa.large_string()),
-        "score": pa.array([1.5, float("nan"), None, 80.0], pa.float32()),
-        "teacher_approved": pa.array([True, None, False, True]),
-        "submitted_at": pa.array(
-            [datetime(2026, 3, 2, 1, 2, 3), None, datetime(1, 1, 1), datetime(2026, 5, 1)],
-            pa.timestamp("ms", tz="UTC")),
-        "extra": pa.array([date(2026, 1, 1)] * 4),
-    })
+    table = pa.table(
+        {
+            "submission_id": pa.array([1, 2, 3, None], pa.int32()),
+            " enrollment_id ": pa.array([10, 11, 12, 13], pa.int64()),
+            "session_id": pa.array(["5", " 6", "", None], pa.string()).dictionary_encode(),
+            "kind": pa.array(["exam", "homework", " exam", None], pa.large_string()),
+            "score": pa.array([1.5, float("nan"), None, 80.0], pa.float32()),
+            "teacher_approved": pa.array([True, None, False, True]),
+            "submitted_at": pa.array(
+                [datetime(2026, 3, 2, 1, 2, 3), None, datetime(1, 1, 1), datetime(2026, 5, 1)],
+                pa.timestamp("ms", tz="UTC"),
+            ),
+            "extra": pa.array([date(2026, 1, 1)] * 4),
+        }
+    )
     path = tmp_path / "submissions.parquet"
     pq.write_table(table, path, row_group_size=2)
     spec = SPECS["submissions"]

@@ -35,8 +35,13 @@ class Tier:
 
     def generate_args(self) -> dict[str, object]:
         """Keyword arguments for `pipelines.generate.generate_extracts` (besides `out`)."""
-        return {"academies": self.academies, "enrollments": self.enrollments,
-                "seed": self.seed, "fmt": "parquet", "bad_rows": True}
+        return {
+            "academies": self.academies,
+            "enrollments": self.enrollments,
+            "seed": self.seed,
+            "fmt": "parquet",
+            "bad_rows": True,
+        }
 
 
 TIERS: dict[str, Tier] = {

@@ -25,14 +25,33 @@ USED_COLUMNS: dict[str, tuple[str, ...]] = {
     "enrollments": ("enrollment_id", "lecture_id", "student_id", "status"),
     "attendance": ("enrollment_id", "session_id", "attendance_type", "recorded_at"),
     "video_progress": ("enrollment_id", "session_id", "progress_rate", "recorded_at"),
-    "submissions": ("submission_id", "enrollment_id", "session_id", "kind", "score",
-                    "teacher_approved", "submitted_at"),
-    "clinic_requests": ("enrollment_id", "session_id", "reason", "approved", "memo",
-                        "requested_at"),
+    "submissions": (
+        "submission_id",
+        "enrollment_id",
+        "session_id",
+        "kind",
+        "score",
+        "teacher_approved",
+        "submitted_at",
+    ),
+    "clinic_requests": (
+        "enrollment_id",
+        "session_id",
+        "reason",
+        "approved",
+        "memo",
+        "requested_at",
+    ),
 }
 EVENT_KEY = ("enrollment_id", "session_id")
-DTYPES = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "date": pl.Date,
-          "timestamp": pl.Datetime("us"), "text": pl.String}
+DTYPES = {
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+    "date": pl.Date,
+    "timestamp": pl.Datetime("us"),
+    "text": pl.String,
+}
 
 
 def group_key(table: str) -> list[str]:
@@ -68,9 +87,9 @@ def scan_table(landing: Path, table: str, tz: str = "Asia/Seoul") -> pl.LazyFram
             raise ValueError(f"the lower bound reads Parquet extracts only, not {rel}")
         scan = pl.scan_parquet(path)
         schema = scan.collect_schema()
-        frames.append(scan.select(
-            _column(c, schema.get(c), types[c], tz) for c in USED_COLUMNS[table]
-        ))
+        frames.append(
+            scan.select(_column(c, schema.get(c), types[c], tz) for c in USED_COLUMNS[table])
+        )
     return pl.concat(frames, how="vertical")
 
 
@@ -88,8 +107,13 @@ def lower_bound(landing: Path, tz: str = "Asia/Seoul") -> dict[str, object]:
             .select(pl.col("_rows").sum().alias("rows"), pl.len().alias("groups"))
             .collect()
         )
-        per_table[table] = {"seconds": round(time.perf_counter() - t0, 4),
-                            "rows": int(grouped["rows"][0] or 0),
-                            "groups": int(grouped["groups"][0])}
-    return {"seconds": time.perf_counter() - start, "tables": per_table,
-            "rows": sum(int(t["rows"]) for t in per_table.values())}
+        per_table[table] = {
+            "seconds": round(time.perf_counter() - t0, 4),
+            "rows": int(grouped["rows"][0] or 0),
+            "groups": int(grouped["groups"][0]),
+        }
+    return {
+        "seconds": time.perf_counter() - start,
+        "tables": per_table,
+        "rows": sum(int(t["rows"]) for t in per_table.values()),
+    }

@@ -122,8 +122,9 @@ def _level(streak: int, warning: int, danger: int) -> int:
 class PerEventService:
     """The old service: recompute on every event, row at a time, one transaction each."""
 
-    def __init__(self, db: sqlite3.Connection, as_of: datetime, warning: int = 2,
-                 danger: int = 3) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, as_of: datetime, warning: int = 2, danger: int = 3
+    ) -> None:
         self.db = db
         self.as_of_date = as_of.date().isoformat()
         self.calculated_at = _ts(as_of)
@@ -135,14 +136,22 @@ class PerEventService:
         at_text = _ts(at)
         db = self.db
         if kind == 0:
-            db.execute("INSERT INTO attendance (enrollment_id, session_id, attendance_type, "
-                       "recorded_at) VALUES (?, ?, ?, ?)", (e, s, a, at_text))
+            db.execute(
+                "INSERT INTO attendance (enrollment_id, session_id, attendance_type, "
+                "recorded_at) VALUES (?, ?, ?, ?)",
+                (e, s, a, at_text),
+            )
         elif kind == 1:
-            db.execute("INSERT INTO video_progress (enrollment_id, session_id, progress_rate, "
-                       "recorded_at) VALUES (?, ?, ?, ?)", (e, s, int(b), at_text))
+            db.execute(
+                "INSERT INTO video_progress (enrollment_id, session_id, progress_rate, "
+                "recorded_at) VALUES (?, ?, ?, ?)",
+                (e, s, int(b), at_text),
+            )
         elif kind == 2:
-            db.execute("INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (ident, e, s, a, b, None if c is None else int(c), at_text))
+            db.execute(
+                "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (ident, e, s, a, b, None if c is None else int(c), at_text),
+            )
         else:
             self.clinic_request(e, s, a, c, d, at_text)
             db.commit()
@@ -152,16 +161,23 @@ class PerEventService:
 
     def clinic_request(self, e: int, s: int, reason: str, approved, memo, at: str) -> None:
         db = self.db
-        db.execute("INSERT INTO clinic_requests (enrollment_id, session_id, reason, approved, "
-                   "memo, requested_at) VALUES (?, ?, ?, ?, ?, ?)",
-                   (e, s, reason, None if approved is None else int(approved), memo, at))
-        link = db.execute("SELECT requested_at FROM clinic_links WHERE enrollment_id = ? AND "
-                          "session_id = ? AND reason = ?", (e, s, reason)).fetchone()
+        db.execute(
+            "INSERT INTO clinic_requests (enrollment_id, session_id, reason, approved, "
+            "memo, requested_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (e, s, reason, None if approved is None else int(approved), memo, at),
+        )
+        link = db.execute(
+            "SELECT requested_at FROM clinic_links WHERE enrollment_id = ? AND "
+            "session_id = ? AND reason = ?",
+            (e, s, reason),
+        ).fetchone()
         if link is not None:
             if link[0] is None or at >= link[0]:
-                db.execute("UPDATE clinic_links SET approved = ?, memo = ?, requested_at = ? "
-                           "WHERE enrollment_id = ? AND session_id = ? AND reason = ?",
-                           (int(bool(approved)), memo, at, e, s, reason))
+                db.execute(
+                    "UPDATE clinic_links SET approved = ?, memo = ?, requested_at = ? "
+                    "WHERE enrollment_id = ? AND session_id = ? AND reason = ?",
+                    (int(bool(approved)), memo, at, e, s, reason),
+                )
         elif reason in ("MANUAL_REQUEST", "TEACHER_RECOMMEND"):
             self.ensure_link(e, s, reason)
 
@@ -169,41 +185,50 @@ class PerEventService:
     def recompute(self, e: int, s: int, at: str) -> None:
         db = self.db
         lecture_id, student_id, status = db.execute(
-            "SELECT lecture_id, student_id, status FROM enrollments WHERE enrollment_id = ?",
-            (e,)).fetchone()
+            "SELECT lecture_id, student_id, status FROM enrollments WHERE enrollment_id = ?", (e,)
+        ).fetchone()
         session_order, session_date = db.execute(
             "SELECT session_order, session_date FROM sessions WHERE session_id = ?", (s,)
         ).fetchone()
         (academy_id,) = db.execute(
-            "SELECT academy_id FROM lectures WHERE lecture_id = ?", (lecture_id,)).fetchone()
+            "SELECT academy_id FROM lectures WHERE lecture_id = ?", (lecture_id,)
+        ).fetchone()
         policy = db.execute(
             "SELECT video_required_rate, exam_start_session_order, exam_end_session_order, "
             "exam_pass_score, homework_start_session_order, homework_end_session_order, "
             "homework_pass_type, homework_pass_score FROM policies WHERE lecture_id = ?",
-            (lecture_id,)).fetchone()
-        (required, exam_start, exam_end, exam_pass, hw_start, hw_end, pass_type,
-         hw_pass_score) = policy
+            (lecture_id,),
+        ).fetchone()
+        (required, exam_start, exam_end, exam_pass, hw_start, hw_end, pass_type, hw_pass_score) = (
+            policy
+        )
         held = session_date is None or session_date <= self.as_of_date
 
         latest = db.execute(
             "SELECT attendance_type, recorded_at FROM attendance WHERE enrollment_id = ? AND "
-            "session_id = ? ORDER BY recorded_at DESC LIMIT 1", (e, s)).fetchone()
+            "session_id = ? ORDER BY recorded_at DESC LIMIT 1",
+            (e, s),
+        ).fetchone()
         attendance_type, attendance_at = latest if latest else ("online", None)
         rate, video_at = db.execute(
             "SELECT max(progress_rate), min(CASE WHEN progress_rate >= ? THEN recorded_at END) "
             "FROM video_progress WHERE enrollment_id = ? AND session_id = ?",
-            (required, e, s)).fetchone()
+            (required, e, s),
+        ).fetchone()
         rate = rate or 0
         exam = db.execute(
             "SELECT score, submitted_at FROM submissions WHERE enrollment_id = ? AND "
             "session_id = ? AND kind = 'exam' AND score IS NOT NULL "
-            "ORDER BY submitted_at DESC, submission_id DESC LIMIT 1", (e, s)).fetchone()
+            "ORDER BY submitted_at DESC, submission_id DESC LIMIT 1",
+            (e, s),
+        ).fetchone()
         exam_score, exam_at = exam if exam else (None, None)
         hw_first, hw_approved, hw_scored = db.execute(
             "SELECT min(submitted_at), min(CASE WHEN teacher_approved THEN submitted_at END), "
             "min(CASE WHEN score >= ? THEN submitted_at END) FROM submissions "
             "WHERE enrollment_id = ? AND session_id = ? AND kind = 'homework'",
-            (hw_pass_score, e, s)).fetchone()
+            (hw_pass_score, e, s),
+        ).fetchone()
 
         offline = attendance_type == "offline"
         video_completed = offline or rate >= required
@@ -220,36 +245,73 @@ class PerEventService:
         completed = video_completed and exam_passed and hw_passed
         completed_at = None
         if completed:
-            evidence = [attendance_at if offline else video_at,
-                        exam_at if exam_applicable else None, hw_at if hw_applicable else None]
+            evidence = [
+                attendance_at if offline else video_at,
+                exam_at if exam_applicable else None,
+                hw_at if hw_applicable else None,
+            ]
             evidence = [t for t in evidence if t]
             completed_at = max(evidence) if evidence else None
         db.execute(
             "INSERT OR REPLACE INTO session_progress VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (e, s, lecture_id, academy_id, student_id, session_order, session_date, int(held),
-             attendance_type, rate, int(video_completed), int(exam_applicable), exam_score,
-             int(exam_passed), int(hw_applicable), int(hw_first is not None), int(hw_passed),
-             int(completed), completed_at, self.calculated_at))
+            (
+                e,
+                s,
+                lecture_id,
+                academy_id,
+                student_id,
+                session_order,
+                session_date,
+                int(held),
+                attendance_type,
+                rate,
+                int(video_completed),
+                int(exam_applicable),
+                exam_score,
+                int(exam_passed),
+                int(hw_applicable),
+                int(hw_first is not None),
+                int(hw_passed),
+                int(completed),
+                completed_at,
+                self.calculated_at,
+            ),
+        )
         self.lecture_aggregate(e, lecture_id, academy_id, student_id, status, exam_pass, at)
         if held and status == "ACTIVE":
             if completed:
-                db.execute("DELETE FROM clinic_links WHERE enrollment_id = ? AND session_id = ? "
-                           "AND reason = 'AUTO_FAILED'", (e, s))
+                db.execute(
+                    "DELETE FROM clinic_links WHERE enrollment_id = ? AND session_id = ? "
+                    "AND reason = 'AUTO_FAILED'",
+                    (e, s),
+                )
             else:
                 self.ensure_link(e, s, "AUTO_FAILED")
 
-    def lecture_aggregate(self, e: int, lecture_id: int, academy_id: int, student_id: int,
-                          status: str, exam_pass: float, at: str) -> None:
+    def lecture_aggregate(
+        self,
+        e: int,
+        lecture_id: int,
+        academy_id: int,
+        student_id: int,
+        status: str,
+        exam_pass: float,
+        at: str,
+    ) -> None:
         db = self.db
         rows = db.execute(
             "SELECT s.session_id, s.session_order, s.session_date, p.completed, "
             "p.exam_applicable, p.exam_score FROM sessions s LEFT JOIN session_progress p "
             "ON p.enrollment_id = ? AND p.session_id = s.session_id WHERE s.lecture_id = ? "
-            "ORDER BY s.session_order, s.session_id", (e, lecture_id)).fetchall()
+            "ORDER BY s.session_order, s.session_id",
+            (e, lecture_id),
+        ).fetchall()
         previous = db.execute(
             "SELECT risk_level, risk_rule, last_activity_at FROM lecture_progress "
-            "WHERE enrollment_id = ?", (e,)).fetchone()
+            "WHERE enrollment_id = ?",
+            (e,),
+        ).fetchone()
         held_n = completed_n = failed_n = fail_streak = low_streak = 0
         scores: list[float] = []
         last = None
@@ -276,76 +338,144 @@ class PerEventService:
         db.execute(
             "INSERT OR REPLACE INTO lecture_progress VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (e, lecture_id, academy_id, student_id, status, total, held_n, completed_n,
-             failed_n, completed_n / total if total else 0.0, fail_streak, low_streak,
-             sum(scores) / len(scores) if scores else None, LEVELS[level], rule,
-             last[0] if last else None, last_activity, self.calculated_at))
+            (
+                e,
+                lecture_id,
+                academy_id,
+                student_id,
+                status,
+                total,
+                held_n,
+                completed_n,
+                failed_n,
+                completed_n / total if total else 0.0,
+                fail_streak,
+                low_streak,
+                sum(scores) / len(scores) if scores else None,
+                LEVELS[level],
+                rule,
+                last[0] if last else None,
+                last_activity,
+                self.calculated_at,
+            ),
+        )
         before = previous[:2] if previous else ("NORMAL", None)
         if level > 0 and (LEVELS[level], rule) != tuple(before) and last is not None:
             streak = low_streak if rule == LOW_SCORE else fail_streak
-            reason = (f"연속 {streak}회 저점수" if rule == LOW_SCORE
-                      else f"연속 {streak}차시 미완료")
+            reason = f"연속 {streak}회 저점수" if rule == LOW_SCORE else f"연속 {streak}차시 미완료"
             db.execute(
                 "INSERT INTO risk_log (enrollment_id, lecture_id, academy_id, student_id, "
                 "session_id, session_order, session_date, risk_level, rule, streak, reason, "
                 "logged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e, lecture_id, academy_id, student_id, last[0], last[1], last[2],
-                 LEVELS[level], rule, streak, reason, at))
+                (
+                    e,
+                    lecture_id,
+                    academy_id,
+                    student_id,
+                    last[0],
+                    last[1],
+                    last[2],
+                    LEVELS[level],
+                    rule,
+                    streak,
+                    reason,
+                    at,
+                ),
+            )
         if active and level > 0:
-            db.execute("DELETE FROM clinic_links WHERE enrollment_id = ? AND "
-                       "reason = 'AUTO_RISK' AND session_id <> ?", (e, last[0]))
+            db.execute(
+                "DELETE FROM clinic_links WHERE enrollment_id = ? AND "
+                "reason = 'AUTO_RISK' AND session_id <> ?",
+                (e, last[0]),
+            )
             self.ensure_link(e, last[0], "AUTO_RISK")
         else:
-            db.execute("DELETE FROM clinic_links WHERE enrollment_id = ? AND "
-                       "reason = 'AUTO_RISK'", (e,))
+            db.execute(
+                "DELETE FROM clinic_links WHERE enrollment_id = ? AND reason = 'AUTO_RISK'", (e,)
+            )
 
     def ensure_link(self, e: int, s: int, reason: str) -> None:
         db = self.db
-        exists = db.execute("SELECT 1 FROM clinic_links WHERE enrollment_id = ? AND "
-                            "session_id = ? AND reason = ?", (e, s, reason)).fetchone()
+        exists = db.execute(
+            "SELECT 1 FROM clinic_links WHERE enrollment_id = ? AND session_id = ? AND reason = ?",
+            (e, s, reason),
+        ).fetchone()
         if exists:
             return
         lecture_id, student_id = db.execute(
-            "SELECT lecture_id, student_id FROM enrollments WHERE enrollment_id = ?",
-            (e,)).fetchone()
+            "SELECT lecture_id, student_id FROM enrollments WHERE enrollment_id = ?", (e,)
+        ).fetchone()
         (academy_id,) = db.execute(
-            "SELECT academy_id FROM lectures WHERE lecture_id = ?", (lecture_id,)).fetchone()
+            "SELECT academy_id FROM lectures WHERE lecture_id = ?", (lecture_id,)
+        ).fetchone()
         (order,) = db.execute(
-            "SELECT session_order FROM sessions WHERE session_id = ?", (s,)).fetchone()
+            "SELECT session_order FROM sessions WHERE session_id = ?", (s,)
+        ).fetchone()
         decision = db.execute(
             "SELECT approved, memo, requested_at FROM clinic_requests WHERE enrollment_id = ? "
             "AND session_id = ? AND reason = ? ORDER BY requested_at DESC LIMIT 1",
-            (e, s, reason)).fetchone()
+            (e, s, reason),
+        ).fetchone()
         approved, memo, requested_at = decision if decision else (0, None, None)
-        db.execute("INSERT INTO clinic_links VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (e, s, lecture_id, academy_id, student_id, order, reason,
-                    int(reason.startswith("AUTO_")), int(bool(approved)), memo, requested_at))
+        db.execute(
+            "INSERT INTO clinic_links VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e,
+                s,
+                lecture_id,
+                academy_id,
+                student_id,
+                order,
+                reason,
+                int(reason.startswith("AUTO_")),
+                int(bool(approved)),
+                memo,
+                requested_at,
+            ),
+        )
 
 
 def _load_reference(duck: duckdb.DuckDBPyConnection, db: sqlite3.Connection) -> None:
     """The service's reference tables (policies resolved to defaults, as the service did)."""
     db.executescript(SCHEMA)
-    db.executemany("INSERT INTO lectures VALUES (?, ?)", duck.execute(
-        "SELECT lecture_id, academy_id FROM raw.lectures").fetchall())
+    db.executemany(
+        "INSERT INTO lectures VALUES (?, ?)",
+        duck.execute("SELECT lecture_id, academy_id FROM raw.lectures").fetchall(),
+    )
     sessions = duck.execute(
         "SELECT session_id, lecture_id, session_order, strftime(session_date, '%Y-%m-%d') "
-        "FROM raw.sessions").fetchall()
+        "FROM raw.sessions"
+    ).fetchall()
     db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", sessions)
-    db.executemany("INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", duck.execute(
-        "SELECT l.lecture_id, coalesce(video_required_rate, 90), "
-        "coalesce(exam_start_session_order, 2), coalesce(exam_end_session_order, 9999), "
-        "coalesce(exam_pass_score, 60.0), coalesce(homework_start_session_order, 2), "
-        "coalesce(homework_end_session_order, 9999), "
-        "coalesce(homework_pass_type, 'TEACHER_APPROVAL'), homework_pass_score "
-        "FROM raw.lectures l LEFT JOIN raw.policies p USING (lecture_id)").fetchall())
-    db.executemany("INSERT INTO enrollments VALUES (?, ?, ?, ?)", duck.execute(
-        "SELECT enrollment_id, lecture_id, student_id, coalesce(status, 'ACTIVE') "
-        "FROM raw.enrollments").fetchall())
+    db.executemany(
+        "INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        duck.execute(
+            "SELECT l.lecture_id, coalesce(video_required_rate, 90), "
+            "coalesce(exam_start_session_order, 2), coalesce(exam_end_session_order, 9999), "
+            "coalesce(exam_pass_score, 60.0), coalesce(homework_start_session_order, 2), "
+            "coalesce(homework_end_session_order, 9999), "
+            "coalesce(homework_pass_type, 'TEACHER_APPROVAL'), homework_pass_score "
+            "FROM raw.lectures l LEFT JOIN raw.policies p USING (lecture_id)"
+        ).fetchall(),
+    )
+    db.executemany(
+        "INSERT INTO enrollments VALUES (?, ?, ?, ?)",
+        duck.execute(
+            "SELECT enrollment_id, lecture_id, student_id, coalesce(status, 'ACTIVE') "
+            "FROM raw.enrollments"
+        ).fetchall(),
+    )
     db.commit()
 
 
-def replay(warehouse: Path, sqlite_path: Path, as_of: datetime, max_events: int | None = None,
-           warning: int = 2, danger: int = 3) -> ReplayResult:
+def replay(
+    warehouse: Path,
+    sqlite_path: Path,
+    as_of: datetime,
+    max_events: int | None = None,
+    warning: int = 2,
+    danger: int = 3,
+) -> ReplayResult:
     """Replay the first `max_events` events (all when None) in time order; time the loop."""
     start = time.perf_counter()
     sqlite_path.unlink(missing_ok=True)
@@ -391,8 +521,9 @@ def _sqlite_frame(db: sqlite3.Connection, table: str, like: pl.DataFrame) -> pl.
         elif dtype == pl.Date:
             col = col.cast(pl.String).str.to_date("%Y-%m-%d")
         elif isinstance(dtype, pl.Datetime):
-            col = col.cast(pl.String).str.to_datetime("%Y-%m-%d %H:%M:%S%.f",
-                                                     time_unit=dtype.time_unit)
+            col = col.cast(pl.String).str.to_datetime(
+                "%Y-%m-%d %H:%M:%S%.f", time_unit=dtype.time_unit
+            )
         else:
             col = col.cast(dtype)
         columns.append(col.alias(name))
@@ -413,17 +544,29 @@ def compare_with_marts(warehouse: Path, sqlite_path: Path) -> dict[str, int]:
             mart = duck.sql(f"SELECT * FROM marts.{table}").pl()
             ours = _sqlite_frame(db, table, mart)
             if table == "clinic_links":
-                touched = _sqlite_frame(db, "session_progress", duck.sql(
-                    "SELECT enrollment_id, session_id FROM marts.session_progress LIMIT 0").pl())
-                aggregated = _sqlite_frame(db, "lecture_progress", duck.sql(
-                    "SELECT enrollment_id FROM marts.lecture_progress LIMIT 0").pl())
-                mart = pl.concat([
-                    mart.filter(pl.col("reason") == "AUTO_FAILED").join(
-                        touched, on=["enrollment_id", "session_id"], how="semi"),
-                    mart.filter(pl.col("reason") == "AUTO_RISK").join(
-                        aggregated, on="enrollment_id", how="semi"),
-                    mart.filter(~pl.col("reason").str.starts_with("AUTO_")),
-                ])
+                touched = _sqlite_frame(
+                    db,
+                    "session_progress",
+                    duck.sql(
+                        "SELECT enrollment_id, session_id FROM marts.session_progress LIMIT 0"
+                    ).pl(),
+                )
+                aggregated = _sqlite_frame(
+                    db,
+                    "lecture_progress",
+                    duck.sql("SELECT enrollment_id FROM marts.lecture_progress LIMIT 0").pl(),
+                )
+                mart = pl.concat(
+                    [
+                        mart.filter(pl.col("reason") == "AUTO_FAILED").join(
+                            touched, on=["enrollment_id", "session_id"], how="semi"
+                        ),
+                        mart.filter(pl.col("reason") == "AUTO_RISK").join(
+                            aggregated, on="enrollment_id", how="semi"
+                        ),
+                        mart.filter(~pl.col("reason").str.starts_with("AUTO_")),
+                    ]
+                )
             else:
                 mart = mart.join(ours.select(key), on=key, how="semi")
             drop = [c for c in ("calculated_at",) if c in mart.columns]
@@ -434,10 +577,11 @@ def compare_with_marts(warehouse: Path, sqlite_path: Path) -> dict[str, int]:
             if not a.equals(b):
                 diff = a.join(b, on=a.columns, how="anti", nulls_equal=True).head(3)
                 extra = b.join(a, on=a.columns, how="anti", nulls_equal=True).head(3)
-                raise AssertionError(f"per-event {table} differs from marts.{table} "
-                                     f"({a.height} vs {b.height} rows): pipeline-only "
-                                     f"{diff.to_dicts()} service-only {extra.to_dicts()}")
+                raise AssertionError(
+                    f"per-event {table} differs from marts.{table} "
+                    f"({a.height} vs {b.height} rows): pipeline-only "
+                    f"{diff.to_dicts()} service-only {extra.to_dicts()}"
+                )
             compared[table] = b.height
     db.close()
     return compared
-

@@ -1,6 +1,6 @@
 """Markdown tables from `progress bench` JSON files, for BENCHMARKS.md.
 
-    uv run python -m pipelines.bench.report bench-results/S.json bench-results/M.json ...
+uv run python -m pipelines.bench.report bench-results/S.json bench-results/M.json ...
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ def _f(value, digits: int = 2) -> str:
 
 def stage_table(result: dict) -> str:
     spm = result["ratios"]["seconds_per_million_session_rows"]
-    lines = ["| stage | status | work s | work CPU s | process s | peak RSS MB | s / M session rows |",
-             "|---|---|--:|--:|--:|--:|--:|"]
+    lines = [
+        "| stage | status | work s | work CPU s | process s | peak RSS MB | s / M session rows |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
     for name in STAGES:
         s = result["stages"].get(name)
         if not s:
@@ -28,21 +30,25 @@ def stage_table(result: dict) -> str:
         status = s["status"] if not s.get("error") else f"{s['status']}: {s['error']}"
         if s["status"] == "skipped":
             status = f"skipped ({s.get('note') or s.get('error')})"
-        lines.append(f"| {name} | {status} | {_f(s.get('seconds'))} | {_f(s.get('cpu_seconds'))} "
-                     f"| {_f(s.get('process_seconds'))} | {_f(s.get('peak_rss_mb'), 0)} "
-                     f"| {_f(spm.get(name))} |")
+        lines.append(
+            f"| {name} | {status} | {_f(s.get('seconds'))} | {_f(s.get('cpu_seconds'))} "
+            f"| {_f(s.get('process_seconds'))} | {_f(s.get('peak_rss_mb'), 0)} "
+            f"| {_f(spm.get(name))} |"
+        )
     return "\n".join(lines)
 
 
 def summary(result: dict) -> str:
     d, t = result["data"], result["tier"]
     load = result.get("load_average_start", [None])[0]
-    return (f"tier {t['name']}: {t['enrollments']:,} enrollments, {t['academies']} academies, "
-            f"seed {t['seed']}; {_f(d.get('session_progress_rows'))} session_progress rows, "
-            f"{_f(d.get('event_rows'))} valid event rows, {_f(d.get('extract_bytes'))} bytes of "
-            f"Parquet; commit {str((result.get('code') or {}).get('commit'))[:7]} "
-            f"(+{(result.get('code') or {}).get('changed_files')} changed files); "
-            f"load average at start {_f(load)}")
+    return (
+        f"tier {t['name']}: {t['enrollments']:,} enrollments, {t['academies']} academies, "
+        f"seed {t['seed']}; {_f(d.get('session_progress_rows'))} session_progress rows, "
+        f"{_f(d.get('event_rows'))} valid event rows, {_f(d.get('extract_bytes'))} bytes of "
+        f"Parquet; commit {str((result.get('code') or {}).get('commit'))[:7]} "
+        f"(+{(result.get('code') or {}).get('changed_files')} changed files); "
+        f"load average at start {_f(load)}"
+    )
 
 
 def main(paths: list[str]) -> None:
@@ -53,8 +59,9 @@ def main(paths: list[str]) -> None:
         rows = []
         for key, value in result["ratios"].items():
             items = value.items() if isinstance(value, dict) else [(None, value)]
-            rows += [f"| {key}{'.' + k if k else ''} | {_f(v, 3)} |" for k, v in items
-                     if v is not None]
+            rows += [
+                f"| {key}{'.' + k if k else ''} | {_f(v, 3)} |" for k, v in items if v is not None
+            ]
         if rows:
             print("| ratio | value |\n|---|--:|\n" + "\n".join(rows) + "\n")
         else:

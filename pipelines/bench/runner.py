@@ -33,8 +33,7 @@ SQL_PEER_THREADS = 2
 TIMEZONE = "Asia/Seoul"
 EVENT_TABLES = ("attendance", "video_progress", "submissions", "clinic_requests")
 STAGE_ORDER = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "exports", "per_event")
-NEEDS = {"marts": ("ingest",), "sql_peer": ("marts",), "exports": ("e2e",),
-         "per_event": ("marts",)}
+NEEDS = {"marts": ("ingest",), "sql_peer": ("marts",), "exports": ("e2e",), "per_event": ("marts",)}
 TARGETS_TIER = "L"
 
 
@@ -67,25 +66,39 @@ def machine() -> dict[str, object]:
             versions[package] = version(package)
         except Exception:
             versions[package] = None
-    return {"nproc": os.cpu_count(), "memory_gb": memory_gb, "cpu_model": cpu,
-            "platform": platform.platform(), "python": platform.python_version(),
-            "packages": versions}
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "cpu_model": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+    }
 
 
 def code_version() -> dict[str, object]:
     """The commit measured, and how many files differ from it (uncommitted work)."""
+
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  check=False, cwd=Path(__file__).resolve().parent)
+            done = subprocess.run(
+                ["git", *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+                cwd=Path(__file__).resolve().parent,
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain")
-    return {"commit": commit.strip() if commit else None,
-            "changed_files": len(status.splitlines()) if status is not None else None}
+    return {
+        "commit": commit.strip() if commit else None,
+        "changed_files": len(status.splitlines()) if status is not None else None,
+    }
 
 
 # -- extracts ----------------------------------------------------------------------------------
@@ -102,9 +115,11 @@ def extracts_complete(landing: Path, tier: Tier) -> bool:
         return False
     from pipelines.core.contract import SPECS, TABLES
 
-    return all((landing / f"{t}.parquet").is_file()
-               or any((landing / t).glob("*.parquet")) for t in TABLES
-               if not SPECS[t].is_optional)
+    return all(
+        (landing / f"{t}.parquet").is_file() or any((landing / t).glob("*.parquet"))
+        for t in TABLES
+        if not SPECS[t].is_optional
+    )
 
 
 def _manifest_rows(landing: Path) -> dict[str, int]:
@@ -129,8 +144,15 @@ def _rss_kb(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
-def run_stage(name: str, args: list[str], work: Path, *, max_rss_gb: float = MAX_RSS_GB,
-              timeout: float = STAGE_TIMEOUT_S, on_progress=None) -> dict[str, object]:
+def run_stage(
+    name: str,
+    args: list[str],
+    work: Path,
+    *,
+    max_rss_gb: float = MAX_RSS_GB,
+    timeout: float = STAGE_TIMEOUT_S,
+    on_progress=None,
+) -> dict[str, object]:
     """Run `python -m pipelines.bench.stage NAME ARGS`; return its result plus process figures.
 
     `process_seconds` is the child's whole wall time (interpreter start and imports included);
@@ -140,8 +162,7 @@ def run_stage(name: str, args: list[str], work: Path, *, max_rss_gb: float = MAX
     result_file = work / f"stage-{name}.json"
     stderr_file = work / f"stage-{name}.stderr"
     result_file.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "pipelines.bench.stage", name, "--result", str(result_file),
-           *args]
+    cmd = [sys.executable, "-m", "pipelines.bench.stage", name, "--result", str(result_file), *args]
     killed: list[str] = []
     last_note = [""]
     start = time.perf_counter()
@@ -156,23 +177,26 @@ def run_stage(name: str, args: list[str], work: Path, *, max_rss_gb: float = MAX
                     _, a, b = line.split()
                     on_progress(int(a), int(b))
                 elif line.startswith("@note "):
-                    last_note[0] = line[len("@note "):].strip()
+                    last_note[0] = line[len("@note ") :].strip()
 
         def watchdog() -> None:
             limit_kb = max_rss_gb * 1024 * 1024
             while not done.wait(0.25):
                 rss = _rss_kb(proc.pid)
                 if rss > limit_kb:
-                    killed.append(f"killed: RSS {rss / 1024 / 1024:.1f} GB over the "
-                                  f"{max_rss_gb:g} GB limit")
+                    killed.append(
+                        f"killed: RSS {rss / 1024 / 1024:.1f} GB over the {max_rss_gb:g} GB limit"
+                    )
                 elif time.perf_counter() - start > timeout:
                     killed.append(f"killed: still running after {timeout:.0f} s")
                 if killed:
                     proc.kill()
                     return
 
-        threads = [threading.Thread(target=read_stdout, daemon=True),
-                   threading.Thread(target=watchdog, daemon=True)]
+        threads = [
+            threading.Thread(target=read_stdout, daemon=True),
+            threading.Thread(target=watchdog, daemon=True),
+        ]
         for t in threads:
             t.start()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -188,8 +212,9 @@ def run_stage(name: str, args: list[str], work: Path, *, max_rss_gb: float = MAX
     if killed and last_note[0]:
         error += f" (last progress: at {last_note[0]})"
     if proc.returncode != 0 and not error:
-        tail = [line for line in stderr_file.read_text(errors="replace").splitlines()
-                if line.strip()]
+        tail = [
+            line for line in stderr_file.read_text(errors="replace").splitlines() if line.strip()
+        ]
         error = tail[-1] if tail else f"exit code {proc.returncode}"
     return {
         "status": "failed" if error else "ok",
@@ -205,9 +230,17 @@ def run_stage(name: str, args: list[str], work: Path, *, max_rss_gb: float = MAX
 
 
 def _skipped(note: str) -> dict[str, object]:
-    return {"status": "skipped", "seconds": None, "cpu_seconds": None, "process_seconds": None,
-            "process_cpu_seconds": None, "peak_rss_mb": None, "details": {}, "error": None,
-            "note": note}
+    return {
+        "status": "skipped",
+        "seconds": None,
+        "cpu_seconds": None,
+        "process_seconds": None,
+        "process_cpu_seconds": None,
+        "peak_rss_mb": None,
+        "details": {},
+        "error": None,
+        "note": note,
+    }
 
 
 # -- ratios and targets ------------------------------------------------------------------------
@@ -238,8 +271,11 @@ def ratios(result: dict, siblings: dict[str, dict]) -> dict[str, object]:
     for name in ("e2e", "ingest", "marts", "sql_peer", "lower_bound"):
         seconds = _seconds(stages, name)
         spm[name] = round(seconds / millions, 4) if millions and seconds is not None else None
-    spm["e2e_process"] = (round(e2e["process_seconds"] / millions, 4)
-                          if millions and e2e.get("status") == "ok" else None)
+    spm["e2e_process"] = (
+        round(e2e["process_seconds"] / millions, 4)
+        if millions and e2e.get("status") == "ok"
+        else None
+    )
     out: dict[str, object] = {
         "sql_peer_over_marts": _ratio(peer, marts),
         "marts_over_lower_bound": _ratio(marts, floor),
@@ -256,13 +292,17 @@ def ratios(result: dict, siblings: dict[str, dict]) -> dict[str, object]:
         theirs = siblings[other].get("ratios", {}).get("seconds_per_million_session_rows", {})
         large, medium = (mine, theirs) if me == "L" else (theirs, mine)
         out["linearity_L_over_M"] = {
-            k: _ratio(large.get(k), medium.get(k)) for k in ("e2e", "e2e_process", "marts",
-                                                             "ingest", "sql_peer")}
+            k: _ratio(large.get(k), medium.get(k))
+            for k in ("e2e", "e2e_process", "marts", "ingest", "sql_peer")
+        }
         out["linearity_source"] = siblings[other].get("_path")
     # throughput: events per second, per-event service vs the pipeline end to end
     event_rows = result["data"].get("event_rows")
-    pipeline_eps = (round(event_rows / e2e["process_seconds"], 1)
-                    if event_rows and e2e.get("status") == "ok" else None)
+    pipeline_eps = (
+        round(event_rows / e2e["process_seconds"], 1)
+        if event_rows and e2e.get("status") == "ok"
+        else None
+    )
     per_event = stages.get("per_event", {})
     per_event_eps, source = None, None
     if per_event.get("status") == "ok":
@@ -286,20 +326,37 @@ def targets(result: dict) -> list[dict[str, object]]:
     e2e = stages.get("e2e", {})
     ok = e2e.get("status") == "ok"
     rows = [
-        ("e2e wall (process) <= 90 s", e2e.get("process_seconds") if ok else None,
-         lambda v: v <= 90),
-        ("e2e peak RSS <= 4096 MB", e2e.get("peak_rss_mb") if ok else None,
-         lambda v: v <= 4096),
+        (
+            "e2e wall (process) <= 90 s",
+            e2e.get("process_seconds") if ok else None,
+            lambda v: v <= 90,
+        ),
+        ("e2e peak RSS <= 4096 MB", e2e.get("peak_rss_mb") if ok else None, lambda v: v <= 4096),
         ("SQL peer / marts >= 1.5", r.get("sql_peer_over_marts"), lambda v: v >= 1.5),
         ("marts / lower bound <= 2.5", r.get("marts_over_lower_bound"), lambda v: v <= 2.5),
-        ("s per M session rows, L / M <= 1.3 (e2e)",
-         (r.get("linearity_L_over_M") or {}).get("e2e_process"), lambda v: v <= 1.3),
+        (
+            "s per M session rows, L / M <= 1.3 (e2e)",
+            (r.get("linearity_L_over_M") or {}).get("e2e_process"),
+            lambda v: v <= 1.3,
+        ),
     ]
-    out = [{"target": name, "value": value, "met": None if value is None else bool(test(value)),
-            "binding": result["tier"]["name"] == TARGETS_TIER} for name, value, test in rows]
-    out.append({"target": "per-event / pipeline events per second (reported, no target)",
-                "value": r.get("per_event_over_pipeline"), "met": None,
-                "binding": False})
+    out = [
+        {
+            "target": name,
+            "value": value,
+            "met": None if value is None else bool(test(value)),
+            "binding": result["tier"]["name"] == TARGETS_TIER,
+        }
+        for name, value, test in rows
+    ]
+    out.append(
+        {
+            "target": "per-event / pipeline events per second (reported, no target)",
+            "value": r.get("per_event_over_pipeline"),
+            "met": None,
+            "binding": False,
+        }
+    )
     return out
 
 
@@ -315,20 +372,26 @@ def _fmt(v, digits: int = 2, missing: str = "-") -> str:
 def _note(name: str, stage: dict) -> str:
     d = stage.get("details") or {}
     if name == "marts":
-        return (f"{d.get('buckets')} bucket(s): read {_fmt(d.get('read_seconds'))}, compute "
-                f"{_fmt(d.get('compute_seconds'))}, checks {_fmt(d.get('checks_seconds'))}, "
-                f"write {_fmt(d.get('write_seconds'))} s")
+        return (
+            f"{d.get('buckets')} bucket(s): read {_fmt(d.get('read_seconds'))}, compute "
+            f"{_fmt(d.get('compute_seconds'))}, checks {_fmt(d.get('checks_seconds'))}, "
+            f"write {_fmt(d.get('write_seconds'))} s"
+        )
     if name == "e2e":
-        return (f"steps: ingest {_fmt(d.get('ingest_steps_seconds'))}, marts "
-                f"{_fmt(d.get('marts_step_seconds'))}, checks "
-                f"{_fmt(d.get('check_steps_seconds'))} s")
+        return (
+            f"steps: ingest {_fmt(d.get('ingest_steps_seconds'))}, marts "
+            f"{_fmt(d.get('marts_step_seconds'))}, checks "
+            f"{_fmt(d.get('check_steps_seconds'))} s"
+        )
     if name == "sql_peer":
         return "verified = marts" if d.get("verified") else ""
     if name == "per_event":
         eps = d.get("events_per_second") or 0
-        return (f"{eps:,.0f} events/s, {d.get('events_replayed', 0):,}/"
-                f"{d.get('events_total', 0):,} events"
-                + (", verified" if d.get("verified") else ", extrapolated"))
+        return (
+            f"{eps:,.0f} events/s, {d.get('events_replayed', 0):,}/"
+            f"{d.get('events_total', 0):,} events"
+            + (", verified" if d.get("verified") else ", extrapolated")
+        )
     return ""
 
 
@@ -339,7 +402,9 @@ def print_result(result: dict, console: Console) -> None:
         f"{_fmt(data.get('session_progress_rows'))} session rows, "
         f"{_fmt(data.get('event_rows'))} event rows, as of {result['as_of']}; load average "
         f"{result['load_average_start'][0]:.2f} at start, "
-        f"{result.get('load_average_end', [0])[0]:.2f} at end", highlight=False)
+        f"{result.get('load_average_end', [0])[0]:.2f} at end",
+        highlight=False,
+    )
     table = Table(title="stages (each in a fresh process)")
     table.add_column("stage", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -348,16 +413,30 @@ def print_result(result: dict, console: Console) -> None:
     table.add_column("notes")
     spm = result["ratios"]["seconds_per_million_session_rows"]
     for name, stage in result["stages"].items():
-        table.add_row(name, {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(
-            stage["status"], f"[yellow]{stage['status']}[/]"), _fmt(stage.get("seconds")),
-            _fmt(stage.get("cpu_seconds")), _fmt(stage.get("process_seconds")), _fmt(stage.get("peak_rss_mb"), 0),
-            _fmt(spm.get(name)), stage.get("error") or stage.get("note") or _note(name, stage))
+        table.add_row(
+            name,
+            {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(
+                stage["status"], f"[yellow]{stage['status']}[/]"
+            ),
+            _fmt(stage.get("seconds")),
+            _fmt(stage.get("cpu_seconds")),
+            _fmt(stage.get("process_seconds")),
+            _fmt(stage.get("peak_rss_mb"), 0),
+            _fmt(spm.get(name)),
+            stage.get("error") or stage.get("note") or _note(name, stage),
+        )
     console.print(table)
     r = result["ratios"]
     ratios_table = Table("ratio", "value", title="ratios")
-    for key in ("sql_peer_over_marts", "marts_over_lower_bound", "marts_compute_over_lower_bound",
-                "pipeline_events_per_second", "per_event_events_per_second",
-                "per_event_over_pipeline", "pipeline_over_per_event"):
+    for key in (
+        "sql_peer_over_marts",
+        "marts_over_lower_bound",
+        "marts_compute_over_lower_bound",
+        "pipeline_events_per_second",
+        "per_event_events_per_second",
+        "per_event_over_pipeline",
+        "pipeline_over_per_event",
+    ):
         ratios_table.add_row(key, _fmt(r.get(key), 4 if "over" in key else 1))
     for key, value in (r.get("linearity_L_over_M") or {}).items():
         ratios_table.add_row(f"linearity_L_over_M.{key}", _fmt(value, 3))
@@ -382,10 +461,17 @@ def default_out(tier: Tier) -> Path:
     return Path("bench-results") / f"{tier.name}.json"
 
 
-def run_bench(tier: str | Tier, out_json: Path | None = None, *, base: Path | None = None,
-              as_of: str = AS_OF, console: Console | None = None,
-              max_rss_gb: float = MAX_RSS_GB, stage_timeout: float = STAGE_TIMEOUT_S,
-              stages: tuple[str, ...] = STAGE_ORDER) -> dict:
+def run_bench(
+    tier: str | Tier,
+    out_json: Path | None = None,
+    *,
+    base: Path | None = None,
+    as_of: str = AS_OF,
+    console: Console | None = None,
+    max_rss_gb: float = MAX_RSS_GB,
+    stage_timeout: float = STAGE_TIMEOUT_S,
+    stages: tuple[str, ...] = STAGE_ORDER,
+) -> dict:
     """Benchmark one tier; write the JSON to `out_json` (default bench-results/<tier>.json).
 
     Raises BenchError (after writing the JSON) when a stage failed, e.g. the SQL peer's tables
@@ -410,12 +496,17 @@ def run_bench(tier: str | Tier, out_json: Path | None = None, *, base: Path | No
         "load_average_start": list(os.getloadavg()),
         "machine": machine(),
         "code": code_version(),
-        "settings": {"max_rss_gb": max_rss_gb, "stage_timeout_s": stage_timeout,
-                     "timezone": TIMEZONE,
-                     "sql_peer_duckdb": {"threads": SQL_PEER_THREADS,
-                                         "memory_limit": SQL_PEER_MEMORY_LIMIT,
-                                         "temp_directory": str(work / "duckdb_tmp"),
-                                         "preserve_insertion_order": False}},
+        "settings": {
+            "max_rss_gb": max_rss_gb,
+            "stage_timeout_s": stage_timeout,
+            "timezone": TIMEZONE,
+            "sql_peer_duckdb": {
+                "threads": SQL_PEER_THREADS,
+                "memory_limit": SQL_PEER_MEMORY_LIMIT,
+                "temp_directory": str(work / "duckdb_tmp"),
+                "preserve_insertion_order": False,
+            },
+        },
         "data": {"landing": str(landing)},
         "stages": {},
     }
@@ -426,20 +517,38 @@ def run_bench(tier: str | Tier, out_json: Path | None = None, *, base: Path | No
         result["data"]["generate"] = None
         console.print(f"reusing the {tier.name} extracts in {landing}", highlight=False)
     else:
-        with Progress(TextColumn("generating {task.description}"), BarColumn(),
-                      TextColumn("{task.completed:,}/{task.total:,} enrollments"),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("generating {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} enrollments"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task(f"tier {tier.name}", total=tier.enrollments)
             generated = run_stage(
-                "generate", ["--landing", str(landing), "--enrollments", str(tier.enrollments),
-                             "--academies", str(tier.academies), "--seed", str(tier.seed)],
-                work, max_rss_gb=max_rss_gb, timeout=stage_timeout,
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+                "generate",
+                [
+                    "--landing",
+                    str(landing),
+                    "--enrollments",
+                    str(tier.enrollments),
+                    "--academies",
+                    str(tier.academies),
+                    "--seed",
+                    str(tier.seed),
+                ],
+                work,
+                max_rss_gb=max_rss_gb,
+                timeout=stage_timeout,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         if generated["status"] != "ok":
             raise BenchError(f"generating the {tier.name} extracts failed: {generated['error']}")
         result["data"]["generated"] = True
-        result["data"]["generate"] = {k: generated[k] for k in
-                                      ("seconds", "process_seconds", "peak_rss_mb")}
+        result["data"]["generate"] = {
+            k: generated[k] for k in ("seconds", "process_seconds", "peak_rss_mb")
+        }
     result["data"]["delivered_rows"] = _manifest_rows(landing)
     result["data"]["extract_bytes"] = _folder_bytes(landing)
 
@@ -448,39 +557,53 @@ def run_bench(tier: str | Tier, out_json: Path | None = None, *, base: Path | No
         "lower_bound": {"--landing": landing, "--tz": TIMEZONE},
         "ingest": {"--landing": landing, "--warehouse": warehouse, "--tz": TIMEZONE},
         "marts": {"--warehouse": warehouse, **common},
-        "sql_peer": {"--warehouse": warehouse, "--as-of": as_of,
-                     "--threads": SQL_PEER_THREADS, "--memory-limit": SQL_PEER_MEMORY_LIMIT,
-                     "--temp-directory": work / "duckdb_tmp"},
+        "sql_peer": {
+            "--warehouse": warehouse,
+            "--as-of": as_of,
+            "--threads": SQL_PEER_THREADS,
+            "--memory-limit": SQL_PEER_MEMORY_LIMIT,
+            "--temp-directory": work / "duckdb_tmp",
+        },
         "e2e": {"--landing": landing, "--warehouse": e2e_warehouse, **common},
         "exports": {"--warehouse": e2e_warehouse, "--out": work / "exports"},
-        "per_event": {"--warehouse": warehouse, "--sqlite": work / "per_event.sqlite", **common,
-                      **({"--max-events": tier.per_event_events}
-                         if tier.per_event_events is not None else {})},
+        "per_event": {
+            "--warehouse": warehouse,
+            "--sqlite": work / "per_event.sqlite",
+            **common,
+            **(
+                {"--max-events": tier.per_event_events} if tier.per_event_events is not None else {}
+            ),
+        },
     }
     for name in stages:
         if name == "per_event" and not tier.per_event:
             result["stages"][name] = _skipped("per-event style runs at tier S only")
             continue
-        missing = [n for n in NEEDS.get(name, ()) if
-                   result["stages"].get(n, {}).get("status") != "ok"]
+        missing = [
+            n for n in NEEDS.get(name, ()) if result["stages"].get(n, {}).get("status") != "ok"
+        ]
         if missing:
             result["stages"][name] = _skipped(f"needs {', '.join(missing)}")
             continue
         console.print(f"stage [bold]{name}[/] ...", highlight=False)
         flat = [str(x) for k, v in args[name].items() for x in (k, v)]
-        result["stages"][name] = run_stage(name, flat, work, max_rss_gb=max_rss_gb,
-                                           timeout=stage_timeout)
+        result["stages"][name] = run_stage(
+            name, flat, work, max_rss_gb=max_rss_gb, timeout=stage_timeout
+        )
         stage = result["stages"][name]
-        console.print(f"  {stage['status']}: {_fmt(stage['seconds'])} s work, "
-                      f"{_fmt(stage['process_seconds'])} s process, "
-                      f"{_fmt(stage['peak_rss_mb'], 0)} MB peak RSS"
-                      + (f" [red]{stage['error']}[/]" if stage["error"] else ""),
-                      highlight=False)
+        console.print(
+            f"  {stage['status']}: {_fmt(stage['seconds'])} s work, "
+            f"{_fmt(stage['process_seconds'])} s process, "
+            f"{_fmt(stage['peak_rss_mb'], 0)} MB peak RSS"
+            + (f" [red]{stage['error']}[/]" if stage["error"] else ""),
+            highlight=False,
+        )
 
     marts_rows = (result["stages"].get("marts", {}).get("details") or {}).get("rows", {})
     result["data"]["session_progress_rows"] = marts_rows.get("session_progress")
-    result["data"]["event_rows"] = (result["stages"].get("ingest", {}).get("details")
-                                    or {}).get("event_rows")
+    result["data"]["event_rows"] = (result["stages"].get("ingest", {}).get("details") or {}).get(
+        "event_rows"
+    )
 
     siblings = {}
     for name in ("S", "M", "L"):
@@ -492,12 +615,12 @@ def run_bench(tier: str | Tier, out_json: Path | None = None, *, base: Path | No
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["load_average_end"] = list(os.getloadavg())
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n",
-                        encoding="utf-8")
+    out_json.write_text(
+        json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
     print_result(result, console)
     console.print(f"figures written to {out_json}", highlight=False)
-    failed = [f"{n}: {s['error']}" for n, s in result["stages"].items()
-              if s["status"] == "failed"]
+    failed = [f"{n}: {s['error']}" for n, s in result["stages"].items() if s["status"] == "failed"]
     if failed:
         raise BenchError("stage " + "; stage ".join(failed))
     return result

@@ -37,9 +37,12 @@ class DuckDBSettings:
         con.execute(f"SET preserve_insertion_order = {str(self.preserve_insertion_order).lower()}")
 
     def as_dict(self) -> dict[str, object]:
-        return {"threads": self.threads, "memory_limit": self.memory_limit,
-                "temp_directory": self.temp_directory,
-                "preserve_insertion_order": self.preserve_insertion_order}
+        return {
+            "threads": self.threads,
+            "memory_limit": self.memory_limit,
+            "temp_directory": self.temp_directory,
+            "preserve_insertion_order": self.preserve_insertion_order,
+        }
 
 
 def statements(sql: str | None = None) -> list[str]:
@@ -64,8 +67,9 @@ def _label(statement: str) -> str:
     return " ".join(words[:3])
 
 
-def run_peer(con: duckdb.DuckDBPyConnection, as_of: str, warning: int = 2, danger: int = 3
-             ) -> dict[str, float]:
+def run_peer(
+    con: duckdb.DuckDBPyConnection, as_of: str, warning: int = 2, danger: int = 3
+) -> dict[str, float]:
     """Run every statement of the peer; return seconds per statement (by target table)."""
     con.execute(f"SET VARIABLE as_of = TIMESTAMP '{as_of}'")
     con.execute(f"SET VARIABLE warning_streak = {int(warning)}")
@@ -80,7 +84,8 @@ def run_peer(con: duckdb.DuckDBPyConnection, as_of: str, warning: int = 2, dange
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
     return [
-        (name, dtype) for name, dtype in con.execute(
+        (name, dtype)
+        for name, dtype in con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
             [schema, table],
@@ -108,24 +113,30 @@ def compare_tables(con: duckdb.DuckDBPyConnection, expected: str, actual: str) -
     if not exp_cols:
         return f"{expected} does not exist"
     if [c for c, _ in exp_cols] != [c for c, _ in act_cols]:
-        return (f"columns differ: {expected} {[c for c, _ in exp_cols]} vs "
-                f"{actual} {[c for c, _ in act_cols]}")
+        return (
+            f"columns differ: {expected} {[c for c, _ in exp_cols]} vs "
+            f"{actual} {[c for c, _ in act_cols]}"
+        )
     names = [c for c, _ in exp_cols]
     floats = {c for c, t in [*exp_cols, *act_cols] if t.upper() in FLOAT_TYPES}
     left, right = _select(names, floats, expected), _select(names, floats, actual)
-    counts = con.execute(f"SELECT (SELECT count(*) FROM {expected}), "
-                         f"(SELECT count(*) FROM {actual})").fetchone()
+    counts = con.execute(
+        f"SELECT (SELECT count(*) FROM {expected}), (SELECT count(*) FROM {actual})"
+    ).fetchone()
     missing = con.execute(f"SELECT count(*) FROM ({left} EXCEPT ALL {right})").fetchone()[0]
     extra = con.execute(f"SELECT count(*) FROM ({right} EXCEPT ALL {left})").fetchone()[0]
     if counts[0] == counts[1] and missing == 0 and extra == 0:
         return None
     sample = con.execute(f"SELECT * FROM ({left} EXCEPT ALL {right}) LIMIT 2").fetchall()
-    return (f"{expected} has {counts[0]:,} rows, {actual} {counts[1]:,}; {missing:,} rows only "
-            f"in {expected}, {extra:,} only in {actual}; e.g. {sample}")
+    return (
+        f"{expected} has {counts[0]:,} rows, {actual} {counts[1]:,}; {missing:,} rows only "
+        f"in {expected}, {extra:,} only in {actual}; e.g. {sample}"
+    )
 
 
-def verify_peer(con: duckdb.DuckDBPyConnection, marts_schema: str = "marts",
-                peer_schema: str = PEER_SCHEMA) -> dict[str, int]:
+def verify_peer(
+    con: duckdb.DuckDBPyConnection, marts_schema: str = "marts", peer_schema: str = PEER_SCHEMA
+) -> dict[str, int]:
     """Raise PeerMismatch unless every peer table equals the pipeline's; return row counts."""
     problems, rows = [], {}
     for mart in MARTS:

@@ -78,9 +78,16 @@ def stage_generate(a: argparse.Namespace) -> dict:
 
     start = begin()
     # the eight tables BENCHMARKS.md measures; outcomes would add the rule evaluation's pass
-    rows = generate_extracts(Path(a.landing), academies=a.academies, enrollments=a.enrollments,
-                             seed=a.seed, fmt="parquet", bad_rows=True, outcomes=False,
-                             progress=progress)
+    rows = generate_extracts(
+        Path(a.landing),
+        academies=a.academies,
+        enrollments=a.enrollments,
+        seed=a.seed,
+        fmt="parquet",
+        bad_rows=True,
+        outcomes=False,
+        progress=progress,
+    )
     return {"seconds": end(start), "details": {"rows": rows}}
 
 
@@ -116,25 +123,34 @@ def stage_ingest(a: argparse.Namespace) -> dict:
             t2 = time.perf_counter()
             if not result.files and not SPECS[table].is_optional:
                 raise RuntimeError(f"no readable extract for {table}")
-            replace_tables(con, {f"raw.{table}": result.raw,
-                                 f"quarantine.{table}": result.quarantine})
+            replace_tables(
+                con, {f"raw.{table}": result.raw, f"quarantine.{table}": result.quarantine}
+            )
             t3 = time.perf_counter()
             tables[table] = {
-                "read_refs_seconds": round(t1 - t0, 4), "ingest_seconds": round(t2 - t1, 4),
-                "write_seconds": round(t3 - t2, 4), "delivered": result.delivered,
-                "raw_rows": result.raw.height, "quarantined": result.quarantine.height,
-                "collapsed": result.collapsed, "files": len(result.files),
+                "read_refs_seconds": round(t1 - t0, 4),
+                "ingest_seconds": round(t2 - t1, 4),
+                "write_seconds": round(t3 - t2, 4),
+                "delivered": result.delivered,
+                "raw_rows": result.raw.height,
+                "quarantined": result.quarantine.height,
+                "collapsed": result.collapsed,
+                "files": len(result.files),
                 "rss_peak_so_far_mb": _peak_mb(),
             }
             del result, refs
     seconds = end(start)
     event_rows = sum(tables[t]["raw_rows"] for t in TABLES if SPECS[t].is_event)
-    return {"seconds": seconds, "details": {
-        "tables": tables, "event_rows": event_rows,
-        "delivered_rows": sum(t["delivered"] for t in tables.values()),
-        "ingest_seconds": round(sum(t["ingest_seconds"] for t in tables.values()), 4),
-        "write_seconds": round(sum(t["write_seconds"] for t in tables.values()), 4),
-    }}
+    return {
+        "seconds": seconds,
+        "details": {
+            "tables": tables,
+            "event_rows": event_rows,
+            "delivered_rows": sum(t["delivered"] for t in tables.values()),
+            "ingest_seconds": round(sum(t["ingest_seconds"] for t in tables.values()), 4),
+            "write_seconds": round(sum(t["write_seconds"] for t in tables.values()), 4),
+        },
+    }
 
 
 def stage_marts(a: argparse.Namespace) -> dict:
@@ -151,18 +167,23 @@ def stage_marts(a: argparse.Namespace) -> dict:
     as_of = _as_of(a.as_of, a.tz)
     out = MartsOutcome()
     start = begin()
-    with duckdb.connect(a.warehouse, config={"memory_limit": resource.duckdb_memory_limit,
-                                             "threads": resource.duckdb_threads}) as con:
+    with duckdb.connect(
+        a.warehouse,
+        config={"memory_limit": resource.duckdb_memory_limit, "threads": resource.duckdb_threads},
+    ) as con:
         compute_marts(con, settings, as_of, out)
     seconds = end(start)
     if out.failures:
         raise RuntimeError(f"marts break their schema: {sorted(out.failures)}")
-    return {"seconds": seconds, "details": {
-        "buckets": out.buckets,
-        "bucket_enrollments": settings.marts_bucket_enrollments,
-        **{f"{phase}_seconds": round(value, 4) for phase, value in out.seconds.items()},
-        "rows": out.rows,
-    }}
+    return {
+        "seconds": seconds,
+        "details": {
+            "buckets": out.buckets,
+            "bucket_enrollments": settings.marts_bucket_enrollments,
+            **{f"{phase}_seconds": round(value, 4) for phase, value in out.seconds.items()},
+            "rows": out.rows,
+        },
+    }
 
 
 def stage_sql_peer(a: argparse.Namespace) -> dict:
@@ -170,8 +191,9 @@ def stage_sql_peer(a: argparse.Namespace) -> dict:
 
     from pipelines.bench.sql_peer import DuckDBSettings, run_peer, verify_peer
 
-    settings = DuckDBSettings(threads=a.threads, memory_limit=a.memory_limit,
-                              temp_directory=a.temp_directory)
+    settings = DuckDBSettings(
+        threads=a.threads, memory_limit=a.memory_limit, temp_directory=a.temp_directory
+    )
     with duckdb.connect(a.warehouse) as con:
         settings.apply(con)
         con.execute("DROP SCHEMA IF EXISTS sql_peer CASCADE")
@@ -181,10 +203,16 @@ def stage_sql_peer(a: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         rows = verify_peer(con)  # raises PeerMismatch: the timing does not count
         verify = time.perf_counter() - t0
-    return {"seconds": seconds, "details": {
-        "statements": timings, "verified": True, "verify_seconds": round(verify, 4),
-        "rows": rows, "duckdb_settings": settings.as_dict(),
-    }}
+    return {
+        "seconds": seconds,
+        "details": {
+            "statements": timings,
+            "verified": True,
+            "verify_seconds": round(verify, 4),
+            "rows": rows,
+            "duckdb_settings": settings.as_dict(),
+        },
+    }
 
 
 def _step_seconds(instance, run_id: str) -> dict[str, float]:
@@ -193,8 +221,11 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
         stats = instance.get_run_step_stats(run_id)
     except Exception:  # the breakdown is a nicety; never fail the stage for it
         return {}
-    return {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 4) for s in stats
-            if s.start_time and s.end_time}
+    return {
+        s.step_key: round((s.end_time or 0) - (s.start_time or 0), 4)
+        for s in stats
+        if s.start_time and s.end_time
+    }
 
 
 def stage_e2e(a: argparse.Namespace) -> dict:
@@ -213,8 +244,9 @@ def stage_e2e(a: argparse.Namespace) -> dict:
         if hasattr(runner, name):
             setattr(runner, name, lambda: instance)
     start = begin()
-    report = runner.run_pipeline(landing=Path(a.landing), warehouse=warehouse, as_of=a.as_of,
-                                 timezone=a.tz)
+    report = runner.run_pipeline(
+        landing=Path(a.landing), warehouse=warehouse, as_of=a.as_of, timezone=a.tz
+    )
     seconds = end(start)
     steps = _step_seconds(instance, report.run_id)
     try:
@@ -226,18 +258,21 @@ def stage_e2e(a: argparse.Namespace) -> dict:
     ingest = sum(v for k, v in steps.items() if k.startswith("ingest_"))
     checks = sum(v for k, v in steps.items() if k in check_ops)
     other = sum(steps.values()) - ingest - checks - steps.get("progress_marts", 0)
-    return {"seconds": seconds, "details": {
-        "import_seconds": round(imported - t_import, 4),
-        "since_process_start_seconds": round(time.perf_counter() - PROCESS_START, 4),
-        "run_id": report.run_id,
-        "steps": steps,
-        "ingest_steps_seconds": round(ingest, 4),
-        "marts_step_seconds": steps.get("progress_marts"),
-        "check_steps_seconds": round(checks, 4),
-        "other_steps_seconds": round(other, 4),
-        "table_rows": report.table_rows,
-        "warnings": report.warnings,
-    }}
+    return {
+        "seconds": seconds,
+        "details": {
+            "import_seconds": round(imported - t_import, 4),
+            "since_process_start_seconds": round(time.perf_counter() - PROCESS_START, 4),
+            "run_id": report.run_id,
+            "steps": steps,
+            "ingest_steps_seconds": round(ingest, 4),
+            "marts_step_seconds": steps.get("progress_marts"),
+            "check_steps_seconds": round(checks, 4),
+            "other_steps_seconds": round(other, 4),
+            "table_rows": report.table_rows,
+            "warnings": report.warnings,
+        },
+    }
 
 
 def stage_exports(a: argparse.Namespace) -> dict:
@@ -253,11 +288,15 @@ def stage_exports(a: argparse.Namespace) -> dict:
     start = begin()
     manifest = export_warehouse(Path(a.warehouse), out)
     seconds = end(start)
-    return {"seconds": seconds, "details": {
-        "files": len(manifest["files"]), "academies": len(manifest["academies"]),
-        "bytes": sum(f["bytes"] for f in manifest["files"]),
-        "rows": sum(f["rows"] for f in manifest["files"] if f["format"] == "parquet"),
-    }}
+    return {
+        "seconds": seconds,
+        "details": {
+            "files": len(manifest["files"]),
+            "academies": len(manifest["academies"]),
+            "bytes": sum(f["bytes"] for f in manifest["files"]),
+            "rows": sum(f["rows"] for f in manifest["files"] if f["format"] == "parquet"),
+        },
+    }
 
 
 def stage_per_event(a: argparse.Namespace) -> dict:
@@ -266,12 +305,15 @@ def stage_per_event(a: argparse.Namespace) -> dict:
     as_of = _as_of(a.as_of, a.tz)
     result = replay(Path(a.warehouse), Path(a.sqlite), as_of, a.max_events)
     details: dict[str, object] = {
-        "events_total": result.events_total, "events_replayed": result.events_replayed,
+        "events_total": result.events_total,
+        "events_replayed": result.events_replayed,
         "events_per_second": result.events_per_second,
         "setup_seconds": round(result.setup_seconds, 4),
         "extrapolated_seconds_all_events": (
-            result.events_total / result.events_per_second if result.events_per_second else None),
-        "sqlite_pragmas": SQLITE_PRAGMAS, "verified": False,
+            result.events_total / result.events_per_second if result.events_per_second else None
+        ),
+        "sqlite_pragmas": SQLITE_PRAGMAS,
+        "verified": False,
     }
     _CPU["begin"], _CPU["end"] = 0.0, result.cpu_seconds
     if result.events_replayed == result.events_total:
@@ -295,8 +337,10 @@ STAGES = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.bench.stage",
-                                description="Run one benchmark stage in this process.")
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.bench.stage",
+        description="Run one benchmark stage in this process.",
+    )
     p.add_argument("stage", choices=sorted(STAGES))
     p.add_argument("--result", required=True, help="JSON file to write the result to")
     p.add_argument("--landing")
@@ -333,11 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        outcome = {"error": f"{type(exc).__name__}: {first}".rstrip(": "),
-                   "rss_self_peak_mb": round(_rss_self_mb(), 1)}
+        outcome = {
+            "error": f"{type(exc).__name__}: {first}".rstrip(": "),
+            "rss_self_peak_mb": round(_rss_self_mb(), 1),
+        }
         code = 1
-    result_path.write_text(json.dumps({"stage": args.stage, **outcome}, indent=2, default=str)
-                           + "\n", encoding="utf-8")
+    result_path.write_text(
+        json.dumps({"stage": args.stage, **outcome}, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     return code
 
 

@@ -37,12 +37,28 @@ LOW_SCORE, INCOMPLETE = "CONSECUTIVE_LOW_SCORE", "CONSECUTIVE_INCOMPLETE"
 HISTORY_TABLES = ("lecture_progress_daily", "risk_daily_summary", "risk_alerts")
 LECTURE_PROGRESS_DAILY_COLUMNS = [AS_OF_DATE, *LECTURE_PROGRESS_COLUMNS]
 RISK_DAILY_SUMMARY_COLUMNS = [
-    AS_OF_DATE, "academy_id", "lecture_id", "enrollments", "active_enrollments",
-    "normal_count", "warning_count", "danger_count", "completion_rate",
+    AS_OF_DATE,
+    "academy_id",
+    "lecture_id",
+    "enrollments",
+    "active_enrollments",
+    "normal_count",
+    "warning_count",
+    "danger_count",
+    "completion_rate",
 ]
 RISK_ALERT_COLUMNS = [
-    AS_OF_DATE, E, "lecture_id", "academy_id", "student_id", "previous_level", "risk_level",
-    "rule", "streak", "reason", "last_session_id",
+    AS_OF_DATE,
+    E,
+    "lecture_id",
+    "academy_id",
+    "student_id",
+    "previous_level",
+    "risk_level",
+    "rule",
+    "streak",
+    "reason",
+    "last_session_id",
 ]
 
 
@@ -71,7 +87,8 @@ def lecture_progress_on(
 
 
 def lecture_progress_history(
-    raw: Mapping[str, pl.DataFrame], days: Iterable[date],
+    raw: Mapping[str, pl.DataFrame],
+    days: Iterable[date],
     thresholds: RiskThresholds | None = None,
 ) -> pl.DataFrame:
     """lecture_progress_on for every date, stacked (one row per date x enrollment)."""
@@ -99,7 +116,10 @@ def risk_daily_summary(history: pl.DataFrame) -> pl.DataFrame:
             count(active & (level == "NORMAL")).alias("normal_count"),
             count(active & (level == "WARNING")).alias("warning_count"),
             count(active & (level == "DANGER")).alias("danger_count"),
-            pl.col("completion_rate").filter(active).mean().cast(pl.Float64)
+            pl.col("completion_rate")
+            .filter(active)
+            .mean()
+            .cast(pl.Float64)
             .alias("completion_rate"),
         )
         .select(RISK_DAILY_SUMMARY_COLUMNS)
@@ -146,7 +166,8 @@ def risk_alerts(history: pl.DataFrame) -> pl.DataFrame:
 
 
 def history_for_days(
-    raw: Mapping[str, pl.DataFrame], days: Iterable[date],
+    raw: Mapping[str, pl.DataFrame],
+    days: Iterable[date],
     thresholds: RiskThresholds | None = None,
 ) -> dict[str, pl.DataFrame]:
     """The three history tables' rows for the given dates, each table stacked.
@@ -235,21 +256,19 @@ def replace_dates(
             schema, table, target = _target(qualified)
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
             con.register("_incoming", frame.to_arrow())
-            con.execute(
-                f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM _incoming LIMIT 0"
-            )
+            con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM _incoming LIMIT 0")
             existing = {
-                r[0] for r in con.execute(
+                r[0]
+                for r in con.execute(
                     "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = ? AND table_name = ?", [schema, table]
+                    "WHERE table_schema = ? AND table_name = ?",
+                    [schema, table],
                 ).fetchall()
             }
             types = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM _incoming").fetchall()}
             for column in frame.columns:
                 if column not in existing:
-                    con.execute(
-                        f"ALTER TABLE {target} ADD COLUMN {_ident(column)} {types[column]}"
-                    )
+                    con.execute(f"ALTER TABLE {target} ADD COLUMN {_ident(column)} {types[column]}")
             con.execute(
                 f"DELETE FROM {target} WHERE {_ident(AS_OF_DATE)} IN (SELECT unnest(?::DATE[]))",
                 [days],
@@ -261,9 +280,7 @@ def replace_dates(
                 con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
             for column, text in (getattr(doc, "columns", None) or {}).items():
                 if column in frame.columns and text:
-                    con.execute(
-                        f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}"
-                    )
+                    con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -290,12 +307,10 @@ def stored_dates(con: duckdb.DuckDBPyConnection, qualified: str) -> list[date]:
     """The dates a history table holds, ascending; empty when the table does not exist."""
     schema, table, target = _target(qualified)
     (found,) = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND "
-        "table_name = ?", [schema, table]
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
     ).fetchone()
     if not found:
         return []
-    rows = con.execute(
-        f"SELECT DISTINCT {_ident(AS_OF_DATE)} FROM {target} ORDER BY 1"
-    ).fetchall()
+    rows = con.execute(f"SELECT DISTINCT {_ident(AS_OF_DATE)} FROM {target} ORDER BY 1").fetchall()
     return [r[0] for r in rows]

@@ -95,12 +95,16 @@ def _split_file(delivered: pl.DataFrame, spec: TableSpec, tz: str, offset: int) 
         *(value[c.name].cast(TYPES[c.type]).alias(f"v:{c.name}") for c in spec.columns),
         *(present[name].alias(f"p:{name}") for name in flagged),
     )
-    typed = typed.with_columns(_reason_code(
-        spec,
-        {c.name: pl.col(f"p:{c.name}") if c.name in flagged else pl.col(c.name).is_not_null()
-         for c in spec.columns},
-        {c.name: pl.col(f"v:{c.name}") for c in spec.columns},
-    )).drop(*(f"p:{name}" for name in flagged))
+    typed = typed.with_columns(
+        _reason_code(
+            spec,
+            {
+                c.name: pl.col(f"p:{c.name}") if c.name in flagged else pl.col(c.name).is_not_null()
+                for c in spec.columns
+            },
+            {c.name: pl.col(f"v:{c.name}") for c in spec.columns},
+        )
+    ).drop(*(f"p:{name}" for name in flagged))
     text_columns = [c for c in spec.column_names if delivered.schema[c] == pl.String]
     # A text-typed column whose every value is already trimmed renders back exactly from its
     # parsed value: its delivered text need not be kept aside (saves a copy of the column).
@@ -110,16 +114,25 @@ def _split_file(delivered: pl.DataFrame, spec: TableSpec, tz: str, offset: int) 
             pl.col(c).ne_missing(pl.col(f"v:{c}")).any().alias(c) for c in exact
         ).row(0, named=True)
         text_columns = [c for c in text_columns if padded.get(c, True)]
-    kept_columns = ["_seq", *(f"v:{c}" for c in spec.column_names), *LINEAGE,
-                    *(pl.col(c).alias(f"t:{c}") for c in text_columns)]
+    kept_columns = [
+        "_seq",
+        *(f"v:{c}" for c in spec.column_names),
+        *LINEAGE,
+        *(pl.col(c).alias(f"t:{c}") for c in text_columns),
+    ]
     failed = pl.col("_code") > 0
     rejected = typed.filter(failed).select(
-        "_seq", *(pl.col(c).cast(pl.String) for c in spec.column_names),
-        _reason_text(pl.col("_code")), *LINEAGE,
+        "_seq",
+        *(pl.col(c).cast(pl.String) for c in spec.column_names),
+        _reason_text(pl.col("_code")),
+        *LINEAGE,
     )
     # most files have no rejected row: then nothing is copied
-    passed = typed.select(kept_columns) if rejected.is_empty() else typed.filter(
-        ~failed).select(kept_columns)
+    passed = (
+        typed.select(kept_columns)
+        if rejected.is_empty()
+        else typed.filter(~failed).select(kept_columns)
+    )
     del typed
     return _FileSplit(
         passed.select("_seq", *(f"v:{c}" for c in spec.column_names), *LINEAGE),
@@ -137,8 +150,9 @@ def native_value(col: pl.Expr, type_: ColumnType) -> pl.Expr:
     return col
 
 
-def _reason_code(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Expr]
-                 ) -> pl.Expr:
+def _reason_code(
+    spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, pl.Expr]
+) -> pl.Expr:
     """The first of missing_value, invalid_type, invalid_enum, out_of_range that applies, as
     a one-byte code (its 1-based position in QUARANTINE_REASONS; 0 when none applies)."""
     missing = [~present[c.name] for c in spec.columns if c.required]
@@ -151,12 +165,14 @@ def _reason_code(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, 
         if c.min is not None or c.max is not None
     ]
     code = pl.lit(0, pl.UInt8)
-    for name, conditions in reversed([
-        ("missing_value", missing),
-        ("invalid_type", invalid),
-        ("invalid_enum", bad_enum),
-        ("out_of_range", out_of_range),
-    ]):
+    for name, conditions in reversed(
+        [
+            ("missing_value", missing),
+            ("invalid_type", invalid),
+            ("invalid_enum", bad_enum),
+            ("out_of_range", out_of_range),
+        ]
+    ):
         if conditions:
             code = (
                 pl.when(pl.any_horizontal(conditions).fill_null(False))
@@ -169,7 +185,8 @@ def _reason_code(spec: TableSpec, present: dict[str, pl.Expr], value: dict[str, 
 def _reason_text(code: pl.Expr) -> pl.Expr:
     """The reason name of a one-byte reason code (0 = passed)."""
     return code.replace_strict(
-        list(range(1, len(QUARANTINE_REASONS) + 1)), list(QUARANTINE_REASONS),
+        list(range(1, len(QUARANTINE_REASONS) + 1)),
+        list(QUARANTINE_REASONS),
         return_dtype=pl.String,
     ).alias("_reason")
 
@@ -179,8 +196,9 @@ def _as_delivered(spec: TableSpec, text_columns: set[str] | None = None) -> list
     out = []
     for c in spec.columns:
         v = pl.col(f"v:{c.name}")
-        rendered = v.dt.strftime("%Y-%m-%d %H:%M:%S%.6f") if c.type == "timestamp" else v.cast(
-            pl.String)
+        rendered = (
+            v.dt.strftime("%Y-%m-%d %H:%M:%S%.6f") if c.type == "timestamp" else v.cast(pl.String)
+        )
         if text_columns is None or f"t:{c.name}" in text_columns:
             rendered = pl.coalesce(pl.col(f"t:{c.name}"), rendered)
         out.append(rendered.alias(c.name))
@@ -213,14 +231,16 @@ def lookup(value: pl.Expr, keys: pl.Series, targets: pl.Series) -> pl.Expr:
         return value.replace_strict(keys, targets, default=None, return_dtype=targets.dtype)
     low, high = span
     table = pl.repeat(None, high - low + 1, dtype=targets.dtype, eager=True).scatter(
-        (keys - low).cast(pl.Int64), targets)
+        (keys - low).cast(pl.Int64), targets
+    )
     return pl.lit(table).gather(pl.when(value.is_between(low, high)).then(value - low))
 
 
 def _lecture_of(key: str, table: pl.DataFrame) -> pl.Expr:
     """The lecture of a referenced row, null when the reference is not a valid row."""
-    return lookup(pl.col(f"v:{key}"), table.get_column(key),
-                  table.get_column("lecture_id").cast(pl.Int64))
+    return lookup(
+        pl.col(f"v:{key}"), table.get_column(key), table.get_column("lecture_id").cast(pl.Int64)
+    )
 
 
 def _reference_code(spec: TableSpec, refs: dict[str, pl.DataFrame]) -> pl.Expr:
@@ -259,9 +279,11 @@ def _duplicate_screen(passed: pl.DataFrame, spec: TableSpec) -> tuple[pl.Series,
     repeated = repeated_hashes(passed.select(pl.struct(key_values).hash(seed=0)).to_series())
     if repeated is None:
         return pl.repeat(True, passed.height, eager=True).alias("_keep"), passed.clear(), 0
-    multi = passed.filter(repeated).with_columns(
-        (pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first")
-    ).with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
+    multi = (
+        passed.filter(repeated)
+        .with_columns((pl.col("_seq") == pl.col("_seq").min().over(values)).alias("_first"))
+        .with_columns((pl.col("_first").sum().over(key_values) > 1).alias("_conflict"))
+    )
     dropped = multi.filter(pl.col("_conflict") | ~pl.col("_first")).get_column("_seq")
     keep = passed.select(~pl.col("_seq").is_in(dropped.implode())).to_series()
     collapsed = multi.filter(~pl.col("_conflict") & ~pl.col("_first")).height
@@ -315,18 +337,29 @@ def validate_table(
     ok = code == 0
     rejected_late = keep & ~ok  # a dropped duplicate copy is not checked further
     late = passed.filter(rejected_late).with_columns(_reason_text(code.filter(rejected_late)))
-    late = pl.concat([late, conflicts.with_columns(pl.lit("duplicate_conflict").alias("_reason"))
-                      .select(late.columns)])
-    raw = _take(passed, keep & ok,
-                {**{f"v:{c}": c for c in spec.column_names}, **{c: c for c in LINEAGE}})
+    late = pl.concat(
+        [
+            late,
+            conflicts.with_columns(pl.lit("duplicate_conflict").alias("_reason")).select(
+                late.columns
+            ),
+        ]
+    )
+    raw = _take(
+        passed, keep & ok, {**{f"v:{c}": c for c in spec.column_names}, **{c: c for c in LINEAGE}}
+    )
     del passed, keep, ok, code
     if texts and late.height:
         text = pl.concat(texts, how="diagonal_relaxed")
         late = late.join(text, on="_seq", how="left")
     text_columns = set(late.columns)
     quarantine = (
-        pl.concat([*rejected,
-                   late.select("_seq", *_as_delivered(spec, text_columns), "_reason", *LINEAGE)])
+        pl.concat(
+            [
+                *rejected,
+                late.select("_seq", *_as_delivered(spec, text_columns), "_reason", *LINEAGE),
+            ]
+        )
         .sort("_seq")
         .drop("_seq")
     )
@@ -340,9 +373,7 @@ def empty_delivery(spec: TableSpec) -> pl.DataFrame:
     )
 
 
-def ingest_table(
-    table: str, landing: Path, tz: str, refs: dict[str, pl.DataFrame]
-) -> TableIngest:
+def ingest_table(table: str, landing: Path, tz: str, refs: dict[str, pl.DataFrame]) -> TableIngest:
     """Read every file of `table` under `landing`, type it and quarantine what breaks the contract."""
     spec = SPECS[table]
     frames: list[pl.DataFrame] = []
@@ -375,8 +406,10 @@ def missing_extract_message(table: str, refused: str | None) -> str:
     where = f"no readable extract for '{table}'"
     if refused:
         return f"{where}, ingested as empty: {refused}"
-    return (f"{where}, ingested as empty (expected {table}.csv, {table}.parquet or {table}/ in "
-            "the landing folder)")
+    return (
+        f"{where}, ingested as empty (expected {table}.csv, {table}.parquet or {table}/ in "
+        "the landing folder)"
+    )
 
 
 def ingest_all(landing: Path, tz: str = "Asia/Seoul") -> dict[str, TableIngest]:

@@ -25,18 +25,32 @@ def lecture_progress_violations(progress: pl.DataFrame, enrollments: int) -> lis
     if progress.height != enrollments:
         out.append(f"{progress.height} rows for {enrollments} valid enrollments")
     rate = pl.when(c("total_sessions") > 0).then(c("completed_sessions") / c("total_sessions"))
-    out += _violations(progress, c("completed_sessions") <= c("total_sessions"),
-                       "completed_sessions > total_sessions")
-    out += _violations(progress, c("held_sessions") <= c("total_sessions"),
-                       "held_sessions > total_sessions")
-    out += _violations(progress, c("failed_sessions") <= c("held_sessions"),
-                       "failed_sessions > held_sessions")
-    out += _violations(progress, (c("completion_rate") - rate.otherwise(0.0)).abs() < 1e-9,
-                       "completion_rate != completed_sessions / total_sessions")
-    out += _violations(progress, c("risk_rule").is_null() == (c("risk_level") == "NORMAL"),
-                       "risk_rule set exactly when risk_level is not NORMAL")
-    out += _violations(progress, (c("status") == "ACTIVE") | (c("risk_level") == "NORMAL"),
-                       "non-ACTIVE enrollment with a risk level")
+    out += _violations(
+        progress,
+        c("completed_sessions") <= c("total_sessions"),
+        "completed_sessions > total_sessions",
+    )
+    out += _violations(
+        progress, c("held_sessions") <= c("total_sessions"), "held_sessions > total_sessions"
+    )
+    out += _violations(
+        progress, c("failed_sessions") <= c("held_sessions"), "failed_sessions > held_sessions"
+    )
+    out += _violations(
+        progress,
+        (c("completion_rate") - rate.otherwise(0.0)).abs() < 1e-9,
+        "completion_rate != completed_sessions / total_sessions",
+    )
+    out += _violations(
+        progress,
+        c("risk_rule").is_null() == (c("risk_level") == "NORMAL"),
+        "risk_rule set exactly when risk_level is not NORMAL",
+    )
+    out += _violations(
+        progress,
+        (c("status") == "ACTIVE") | (c("risk_level") == "NORMAL"),
+        "non-ACTIVE enrollment with a risk level",
+    )
     return out
 
 
@@ -47,10 +61,16 @@ def session_progress_violations(sessions: pl.DataFrame, progress: pl.DataFrame) 
         out.append(f"{sessions.height} rows, expected sum(total_sessions) = {expected}")
     per = sessions.group_by(E).agg(pl.col("completed").sum().alias("_done"))
     joined = progress.join(per, on=E, how="left").with_columns(pl.col("_done").fill_null(0))
-    out += _violations(joined, pl.col("_done") == pl.col("completed_sessions"),
-                       "completed rows disagree with lecture_progress.completed_sessions")
-    out += _violations(sessions, ~pl.col("completed") | pl.col("video_completed"),
-                       "completed without video_completed")
+    out += _violations(
+        joined,
+        pl.col("_done") == pl.col("completed_sessions"),
+        "completed rows disagree with lecture_progress.completed_sessions",
+    )
+    out += _violations(
+        sessions,
+        ~pl.col("completed") | pl.col("video_completed"),
+        "completed without video_completed",
+    )
     return out
 
 
@@ -74,8 +94,11 @@ def clinic_link_violations(links: pl.DataFrame, progress: pl.DataFrame) -> list[
     active = progress.filter(pl.col("status") == "ACTIVE")
     failed = links.filter(pl.col("reason") == "AUTO_FAILED").group_by(E).len("_failed")
     joined = active.join(failed, on=E, how="left").with_columns(pl.col("_failed").fill_null(0))
-    out = _violations(joined, pl.col("_failed") == pl.col("failed_sessions"),
-                      "AUTO_FAILED links != failed_sessions of an ACTIVE enrollment")
+    out = _violations(
+        joined,
+        pl.col("_failed") == pl.col("failed_sessions"),
+        "AUTO_FAILED links != failed_sessions of an ACTIVE enrollment",
+    )
     risky = active.filter(pl.col("risk_level") != "NORMAL").select(
         E, pl.col("last_session_id").alias("session_id")
     )
@@ -85,6 +108,9 @@ def clinic_link_violations(links: pl.DataFrame, progress: pl.DataFrame) -> list[
             f"AUTO_RISK links ({risk_links.height}) are not exactly the at-risk ACTIVE "
             f"enrollments at their last held session ({risky.height})"
         )
-    out += _violations(links, pl.col("is_auto") == pl.col("reason").str.starts_with("AUTO_"),
-                       "is_auto disagrees with reason")
+    out += _violations(
+        links,
+        pl.col("is_auto") == pl.col("reason").str.starts_with("AUTO_"),
+        "is_auto disagrees with reason",
+    )
     return out

@@ -108,8 +108,12 @@ def _in_key_order(frame: pl.DataFrame) -> pl.DataFrame:
 def _bounds(frames: Iterable[pl.DataFrame], column: str) -> tuple[int, int]:
     """(min, max) of one id column over several frames; (0, 0) when they are all empty."""
     stats = pl.concat(
-        [f.select(pl.col(column).min().alias("low"), pl.col(column).max().alias("high"))
-         .cast(pl.Int64) for f in frames]
+        [
+            f.select(pl.col(column).min().alias("low"), pl.col(column).max().alias("high")).cast(
+                pl.Int64
+            )
+            for f in frames
+        ]
     )
     low, high = stats["low"].min(), stats["high"].max()
     return (0 if low is None else low), (0 if high is None else high)
@@ -306,15 +310,20 @@ def session_progress(
     merging and nothing sorts the grid. Helper columns (`_pair`, status, held_rank, `_exam_*`)
     feed the other marts; `SESSION_PROGRESS_COLUMNS` is the mart.
     """
-    enrollments = raw["enrollments"].select(
-        E, "lecture_id", "student_id", pl.col("status").fill_null("ACTIVE")
-    ).sort(E)
-    windows = [f"{kind}_{end}_session_order" for kind in ("exam", "homework")
-               for end in ("start", "end")]
+    enrollments = (
+        raw["enrollments"]
+        .select(E, "lecture_id", "student_id", pl.col("status").fill_null("ACTIVE"))
+        .sort(E)
+    )
+    windows = [
+        f"{kind}_{end}_session_order" for kind in ("exam", "homework") for end in ("start", "end")
+    ]
     sessions = calendar.drop(windows)  # folded into *_applicable: 4 columns x 2.9M rows less
-    pairs = enrollments.join(
-        sessions, on="lecture_id", how="inner", maintain_order="left_right"
-    ).with_columns(key.pack()).drop("_seq")
+    pairs = (
+        enrollments.join(sessions, on="lecture_id", how="inner", maintain_order="left_right")
+        .with_columns(key.pack())
+        .drop("_seq")
+    )
     grid = (
         _in_key_order(pairs)
         .join(facts.attendance, on=KEY, how="left")
@@ -333,29 +342,36 @@ def session_progress(
         .otherwise(pl.col("hw_approved_at"))
     )
     exam_counted = pl.col("exam_applicable") & pl.col("exam_score").is_not_null()
-    grid = grid.with_columns(
-        pl.col("attendance_type").fill_null("online"),
-        pl.col("video_progress_rate").fill_null(0),
-        pl.col("hw_first_at").is_not_null().alias("homework_submitted"),
-        hw_evidence.alias("_hw_at"),
-        exam_counted.alias("_exam_counted"),
-        (exam_counted & (pl.col("exam_score") >= pl.col("exam_pass_score")))
-        .fill_null(False)
-        .alias("_exam_pass"),
-    ).with_columns(
-        (offline | (pl.col("video_progress_rate") >= pl.col("video_required_rate")))
-        .alias("video_completed"),
-        (~pl.col("exam_applicable") | (pl.col("exam_score") >= pl.col("exam_pass_score")))
-        .fill_null(False)
-        .alias("exam_passed"),
-        (~pl.col("homework_applicable") | pl.col("_hw_at").is_not_null()).alias(
-            "homework_passed"
-        ),
-        pl.when(offline).then(pl.col("attendance_at")).otherwise(pl.col("video_at"))
-        .alias("_video_at"),
-    ).with_columns(
-        (pl.col("video_completed") & pl.col("exam_passed") & pl.col("homework_passed")).alias(
-            "completed"
+    grid = (
+        grid.with_columns(
+            pl.col("attendance_type").fill_null("online"),
+            pl.col("video_progress_rate").fill_null(0),
+            pl.col("hw_first_at").is_not_null().alias("homework_submitted"),
+            hw_evidence.alias("_hw_at"),
+            exam_counted.alias("_exam_counted"),
+            (exam_counted & (pl.col("exam_score") >= pl.col("exam_pass_score")))
+            .fill_null(False)
+            .alias("_exam_pass"),
+        )
+        .with_columns(
+            (offline | (pl.col("video_progress_rate") >= pl.col("video_required_rate"))).alias(
+                "video_completed"
+            ),
+            (~pl.col("exam_applicable") | (pl.col("exam_score") >= pl.col("exam_pass_score")))
+            .fill_null(False)
+            .alias("exam_passed"),
+            (~pl.col("homework_applicable") | pl.col("_hw_at").is_not_null()).alias(
+                "homework_passed"
+            ),
+            pl.when(offline)
+            .then(pl.col("attendance_at"))
+            .otherwise(pl.col("video_at"))
+            .alias("_video_at"),
+        )
+        .with_columns(
+            (pl.col("video_completed") & pl.col("exam_passed") & pl.col("homework_passed")).alias(
+                "completed"
+            )
         )
     )
     completed_at = pl.max_horizontal(
@@ -371,10 +387,26 @@ def session_progress(
 
 
 SESSION_PROGRESS_COLUMNS = [
-    E, S, "lecture_id", "academy_id", "student_id", "session_order", "session_date", "held",
-    "attendance_type", "video_progress_rate", "video_completed", "exam_applicable", "exam_score",
-    "exam_passed", "homework_applicable", "homework_submitted", "homework_passed", "completed",
-    "completed_at", "calculated_at",
+    E,
+    S,
+    "lecture_id",
+    "academy_id",
+    "student_id",
+    "session_order",
+    "session_date",
+    "held",
+    "attendance_type",
+    "video_progress_rate",
+    "video_completed",
+    "exam_applicable",
+    "exam_score",
+    "exam_passed",
+    "homework_applicable",
+    "homework_submitted",
+    "homework_passed",
+    "completed",
+    "completed_at",
+    "calculated_at",
 ]
 
 
@@ -427,8 +459,18 @@ def running_streaks(grid: pl.DataFrame, t: RiskThresholds) -> pl.DataFrame:
         grid.lazy()
         .filter("held")
         .select(  # what the walk, lecture_progress and risk_log use
-            E, S, "lecture_id", "academy_id", "student_id", "session_order", "session_date",
-            "status", "completed", "_exam_counted", "_exam_pass", pl.col(order).cast(pl.Int64),
+            E,
+            S,
+            "lecture_id",
+            "academy_id",
+            "student_id",
+            "session_order",
+            "session_date",
+            "status",
+            "completed",
+            "_exam_counted",
+            "_exam_pass",
+            pl.col(order).cast(pl.Int64),
         )
         .with_columns(pl.col(E).ne_missing(pl.col(E).shift(1)).alias("_first"))
         .with_columns((counted_so_far - before_enrollment).alias("_counted_n"))
@@ -475,39 +517,61 @@ def lecture_progress(
     enrollments = raw["enrollments"].join(
         raw["lectures"].select("lecture_id", "academy_id"), on="lecture_id"
     )
-    level_name = pl.col("_level").fill_null(0).replace_strict(
-        list(range(3)), list(LEVELS), return_dtype=pl.String
+    level_name = (
+        pl.col("_level")
+        .fill_null(0)
+        .replace_strict(list(range(3)), list(LEVELS), return_dtype=pl.String)
     )
     frame = (
-        enrollments.select(E, "lecture_id", "academy_id", "student_id",
-                           pl.col("status").fill_null("ACTIVE"))
+        enrollments.select(
+            E, "lecture_id", "academy_id", "student_id", pl.col("status").fill_null("ACTIVE")
+        )
         .join(totals, on="lecture_id", how="left")
         .join(per_enrollment, on=E, how="left")
         .join(last, on=E, how="left")
         .join(last_activity, on=E, how="left")
     )
     counts = ["total_sessions", "held_sessions", "completed_sessions", "failed_sessions"]
-    return frame.with_columns(
-        *(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts),
-        pl.col("_fail_streak").fill_null(0).alias("consecutive_failed_sessions"),
-        pl.col("_low_streak").fill_null(0).alias("consecutive_low_scores"),
-        level_name.alias("risk_level"),
-        pl.col("_rule").alias("risk_rule"),
-        pl.col(S).alias("last_session_id"),
-        pl.lit(as_of, pl.Datetime("us")).alias("calculated_at"),
-    ).with_columns(
-        pl.when(pl.col("total_sessions") > 0)
-        .then(pl.col("completed_sessions") / pl.col("total_sessions"))
-        .otherwise(0.0)
-        .alias("completion_rate")
-    ).select(LECTURE_PROGRESS_COLUMNS).sort(E)
+    return (
+        frame.with_columns(
+            *(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts),
+            pl.col("_fail_streak").fill_null(0).alias("consecutive_failed_sessions"),
+            pl.col("_low_streak").fill_null(0).alias("consecutive_low_scores"),
+            level_name.alias("risk_level"),
+            pl.col("_rule").alias("risk_rule"),
+            pl.col(S).alias("last_session_id"),
+            pl.lit(as_of, pl.Datetime("us")).alias("calculated_at"),
+        )
+        .with_columns(
+            pl.when(pl.col("total_sessions") > 0)
+            .then(pl.col("completed_sessions") / pl.col("total_sessions"))
+            .otherwise(0.0)
+            .alias("completion_rate")
+        )
+        .select(LECTURE_PROGRESS_COLUMNS)
+        .sort(E)
+    )
 
 
 LECTURE_PROGRESS_COLUMNS = [
-    E, "lecture_id", "academy_id", "student_id", "status", "total_sessions", "held_sessions",
-    "completed_sessions", "failed_sessions", "completion_rate", "consecutive_failed_sessions",
-    "consecutive_low_scores", "avg_exam_score", "risk_level", "risk_rule", "last_session_id",
-    "last_activity_at", "calculated_at",
+    E,
+    "lecture_id",
+    "academy_id",
+    "student_id",
+    "status",
+    "total_sessions",
+    "held_sessions",
+    "completed_sessions",
+    "failed_sessions",
+    "completion_rate",
+    "consecutive_failed_sessions",
+    "consecutive_low_scores",
+    "avg_exam_score",
+    "risk_level",
+    "risk_rule",
+    "last_session_id",
+    "last_activity_at",
+    "calculated_at",
 ]
 
 
@@ -520,15 +584,14 @@ def risk_log(streaks: pl.DataFrame) -> pl.DataFrame:
     """
     previous = lambda column: pl.when(~pl.col("_first")).then(pl.col(column).shift(1))  # noqa: E731
     previous_level = previous("_level").fill_null(0)
-    changed = (pl.col("_level") != previous_level) | pl.col("_rule").ne_missing(
-        previous("_rule")
-    )
+    changed = (pl.col("_level") != previous_level) | pl.col("_rule").ne_missing(previous("_rule"))
     streak = pl.when(pl.col("_rule") == LOW_SCORE).then("_low_streak").otherwise("_fail_streak")
     reason = risk_reason(pl.col("_rule"), streak)
     return (
         streaks.filter((pl.col("_level") > 0) & changed)
         .with_columns(
-            pl.col("_level").replace_strict(list(range(3)), list(LEVELS), return_dtype=pl.String)
+            pl.col("_level")
+            .replace_strict(list(range(3)), list(LEVELS), return_dtype=pl.String)
             .alias("risk_level"),
             pl.col("_rule").alias("rule"),
             streak.cast(pl.Int64).alias("streak"),
@@ -539,8 +602,17 @@ def risk_log(streaks: pl.DataFrame) -> pl.DataFrame:
 
 
 RISK_LOG_COLUMNS = [
-    E, "lecture_id", "academy_id", "student_id", S, "session_order", "session_date",
-    "risk_level", "rule", "streak", "reason",
+    E,
+    "lecture_id",
+    "academy_id",
+    "student_id",
+    S,
+    "session_order",
+    "session_date",
+    "risk_level",
+    "rule",
+    "streak",
+    "reason",
 ]
 
 CLINIC_KEY = [E, S, "reason"]
@@ -568,9 +640,11 @@ def clinic_links(
         E, pl.col("last_session_id").alias(S), pl.lit("AUTO_RISK").alias("reason")
     )
     requests = _upto(raw["clinic_requests"], "requested_at", as_of).collect()
-    manual = requests.filter(
-        pl.col("reason").is_in(["MANUAL_REQUEST", "TEACHER_RECOMMEND"])
-    ).select(CLINIC_KEY).unique()
+    manual = (
+        requests.filter(pl.col("reason").is_in(["MANUAL_REQUEST", "TEACHER_RECOMMEND"]))
+        .select(CLINIC_KEY)
+        .unique()
+    )
     decisions = requests.group_by(CLINIC_KEY).agg(
         pl.col("approved").max_by("requested_at").fill_null(False),
         pl.col("memo").max_by("requested_at"),
@@ -596,8 +670,17 @@ def clinic_links(
 
 
 CLINIC_LINK_COLUMNS = [
-    E, S, "lecture_id", "academy_id", "student_id", "session_order", "reason", "is_auto",
-    "approved", "memo", "requested_at",
+    E,
+    S,
+    "lecture_id",
+    "academy_id",
+    "student_id",
+    "session_order",
+    "reason",
+    "is_auto",
+    "approved",
+    "memo",
+    "requested_at",
 ]
 
 

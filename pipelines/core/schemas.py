@@ -102,9 +102,9 @@ def _finite(*columns: str):
     def check(cls, data) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col(data.key).is_finite())
 
-    return pa.check(
-        *columns, name="finite", error="must be a finite number (not NaN or infinite)"
-    )(classmethod(check))
+    return pa.check(*columns, name="finite", error="must be a finite number (not NaN or infinite)")(
+        classmethod(check)
+    )
 
 
 class _ContractModel(DataFrameModel):
@@ -207,8 +207,7 @@ class RawPolicies(_ContractModel):
         nullable=True,
         ge=0,
         description=(
-            "Last session_order (inclusive) whose session has an exam; null means the default "
-            "9999."
+            "Last session_order (inclusive) whose session has an exam; null means the default 9999."
         ),
     )
     exam_pass_score: pl.Float64 = pa.Field(
@@ -223,8 +222,7 @@ class RawPolicies(_ContractModel):
         nullable=True,
         ge=0,
         description=(
-            "First session_order (inclusive) whose session has homework; null means the "
-            "default 2."
+            "First session_order (inclusive) whose session has homework; null means the default 2."
         ),
     )
     homework_end_session_order: pl.Int64 = pa.Field(
@@ -312,9 +310,7 @@ class RawAttendance(_ContractModel):
             "gives the session's attendance type; offline completes the session's video."
         ),
     )
-    recorded_at: Timestamp = pa.Field(
-        description=f"When the attendance was recorded, {LOCAL}."
-    )
+    recorded_at: Timestamp = pa.Field(description=f"When the attendance was recorded, {LOCAL}.")
     source_file: pl.String = _source_file()
     source_row: pl.Int64 = _source_row()
 
@@ -730,9 +726,7 @@ _RISK_RULE = (
 
 
 class LectureProgress(_ContractModel):
-    enrollment_id: pl.Int64 = pa.Field(
-        unique=True, description=_ENROLLMENT + " One row each."
-    )
+    enrollment_id: pl.Int64 = pa.Field(unique=True, description=_ENROLLMENT + " One row each.")
     lecture_id: pl.Int64 = pa.Field(description=_LECTURE)
     academy_id: pl.Int64 = pa.Field(description=_ACADEMY)
     student_id: pl.Int64 = pa.Field(description=_STUDENT)
@@ -753,9 +747,7 @@ class LectureProgress(_ContractModel):
     completed_sessions: pl.Int64 = pa.Field(
         ge=0, description="Number of the lecture's sessions completed, held or not."
     )
-    failed_sessions: pl.Int64 = pa.Field(
-        ge=0, description="Number of held sessions not completed."
-    )
+    failed_sessions: pl.Int64 = pa.Field(ge=0, description="Number of held sessions not completed.")
     completion_rate: pl.Float64 = pa.Field(
         ge=0,
         le=1,
@@ -798,7 +790,8 @@ class LectureProgress(_ContractModel):
     risk_rule: pl.String = pa.Field(
         nullable=True,
         isin=list(RISK_RULES),
-        description="Cause of a WARNING or DANGER level: " + _RISK_RULE
+        description="Cause of a WARNING or DANGER level: "
+        + _RISK_RULE
         + " Null when risk_level is NORMAL.",
     )
     last_session_id: pl.Int64 = pa.Field(
@@ -902,9 +895,8 @@ class RiskLog(_ContractModel, ReasonFromRule):
     risk_level: pl.String = pa.Field(
         isin=["WARNING", "DANGER"],
         description=(
-            "WARNING or DANGER: the level after session k. " + _RISK_LEVEL.replace(
-                "For ACTIVE enrollments, the", "The"
-            )
+            "WARNING or DANGER: the level after session k. "
+            + _RISK_LEVEL.replace("For ACTIVE enrollments, the", "The")
         ),
     )
     rule: pl.String = pa.Field(
@@ -1026,8 +1018,9 @@ _COUNT = "ACTIVE enrollments of the scope with a PASS or FAIL outcome that are "
 
 
 def _ratio_field(text: str) -> float:
-    return pa.Field(nullable=True, ge=0, le=1, description=text + " Null when its denominator "
-                    "is 0.")
+    return pa.Field(
+        nullable=True, ge=0, le=1, description=text + " Null when its denominator is 0."
+    )
 
 
 class RuleEvaluation(_ContractModel):
@@ -1056,24 +1049,29 @@ class RuleEvaluation(_ContractModel):
         "WARNING or DANGER (WARNING+), DANGER means DANGER.",
     )
     population: pl.Int64 = pa.Field(
-        ge=0, description="ACTIVE enrollments of the scope whose outcome is PASS or FAIL "
-        "(= tp + fp + fn + tn)."
+        ge=0,
+        description="ACTIVE enrollments of the scope whose outcome is PASS or FAIL "
+        "(= tp + fp + fn + tn).",
     )
     tp: pl.Int64 = pa.Field(ge=0, description=_COUNT + "flagged (level L or higher) and FAIL.")
     fp: pl.Int64 = pa.Field(ge=0, description=_COUNT + "flagged and PASS.")
     fn: pl.Int64 = pa.Field(ge=0, description=_COUNT + "not flagged and FAIL.")
     tn: pl.Int64 = pa.Field(ge=0, description=_COUNT + "not flagged and PASS.")
-    precision: pl.Float64 = _ratio_field("tp / (tp + fp): share of flagged enrollments that "
-                                         "failed.")
+    precision: pl.Float64 = _ratio_field(
+        "tp / (tp + fp): share of flagged enrollments that failed."
+    )
     recall: pl.Float64 = _ratio_field("tp / (tp + fn): share of failures that were flagged.")
-    f1: pl.Float64 = _ratio_field("2 * precision * recall / (precision + recall); also null "
-                                  "when precision or recall is null.")
+    f1: pl.Float64 = _ratio_field(
+        "2 * precision * recall / (precision + recall); also null when precision or recall is null."
+    )
     accuracy: pl.Float64 = _ratio_field("(tp + tn) / population.")
-    base_rate: pl.Float64 = _ratio_field("(tp + fn) / population: share of the population "
-                                         "that failed, whatever the thresholds.")
+    base_rate: pl.Float64 = _ratio_field(
+        "(tp + fn) / population: share of the population that failed, whatever the thresholds."
+    )
     withdrawn: pl.Int64 = pa.Field(
-        ge=0, description="ACTIVE enrollments of the scope whose outcome is WITHDRAWN (counted "
-        "apart, not in the population)."
+        ge=0,
+        description="ACTIVE enrollments of the scope whose outcome is WITHDRAWN (counted "
+        "apart, not in the population).",
     )
     withdrawn_flagged: pl.Int64 = pa.Field(
         ge=0, description="Of those WITHDRAWN, how many were flagged (level L or higher)."
@@ -1130,9 +1128,7 @@ MART_MODELS: dict[str, type[DataFrameModel]] = {
 
 def column_descriptions(model: type[DataFrameModel]) -> dict[str, str]:
     """Column name (the real name, i.e. the alias when there is one) -> description, in order."""
-    return {
-        name: column.description or "" for name, column in model.to_schema().columns.items()
-    }
+    return {name: column.description or "" for name, column in model.to_schema().columns.items()}
 
 
 def table_description(model: type[DataFrameModel]) -> str:
@@ -1154,8 +1150,9 @@ def validate(model: type[DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
 
 
 @cache
-def _validation_schema(model: type[DataFrameModel], categorical_lineage: bool
-                       ) -> pa.DataFrameSchema:
+def _validation_schema(
+    model: type[DataFrameModel], categorical_lineage: bool
+) -> pa.DataFrameSchema:
     """The schema `validate` runs, built once per model (the marts validate every bucket)."""
     schema = fast_uniqueness(model.to_schema())
     if categorical_lineage:
@@ -1181,18 +1178,30 @@ def fast_uniqueness(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
     are every row (or value) of a repeated key, as Pandera gives them."""
     for name, column in schema.columns.items():
         if column.unique:
-            schema = schema.update_column(name, unique=False, checks=[
-                *column.checks,
-                pa.Check(_unique_rows([name]), name="field_uniqueness",
-                         error=f"column '{name}' not unique"),
-            ])
+            schema = schema.update_column(
+                name,
+                unique=False,
+                checks=[
+                    *column.checks,
+                    pa.Check(
+                        _unique_rows([name]),
+                        name="field_uniqueness",
+                        error=f"column '{name}' not unique",
+                    ),
+                ],
+            )
     if schema.unique:
         columns = list(schema.unique)
         schema = copy.copy(schema)  # to_schema() is cached: never change the model's own
         schema.unique = None
-        schema.checks = [*schema.checks, pa.Check(
-            _unique_rows(columns), name="multiple_fields_uniqueness",
-            error=f"columns {columns} not unique")]
+        schema.checks = [
+            *schema.checks,
+            pa.Check(
+                _unique_rows(columns),
+                name="multiple_fields_uniqueness",
+                error=f"columns {columns} not unique",
+            ),
+        ]
     return schema
 
 
@@ -1203,5 +1212,8 @@ def stored_type_mismatches(model: type[DataFrameModel], stored: pl.Schema) -> li
     expected = {name: column.dtype.type for name, column in model.to_schema().columns.items()}
     if list(stored) != list(expected):
         return [f"columns {list(stored)} differ from the contract's {list(expected)}"]
-    return [f"{name} is {stored[name]}, expected {dtype}"
-            for name, dtype in expected.items() if stored[name] != dtype]
+    return [
+        f"{name} is {stored[name]}, expected {dtype}"
+        for name, dtype in expected.items()
+        if stored[name] != dtype
+    ]

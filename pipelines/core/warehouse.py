@@ -49,8 +49,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def write_table(con: duckdb.DuckDBPyConnection, qualified: str, frame: pl.DataFrame,
-                append: bool = False) -> None:
+def write_table(
+    con: duckdb.DuckDBPyConnection, qualified: str, frame: pl.DataFrame, append: bool = False
+) -> None:
     """Create (or replace) `schema.table` from a frame, or append the frame's rows to it."""
     schema, table = qualified.split(".")
     target = f"{_ident(schema)}.{_ident(table)}"
@@ -69,9 +70,13 @@ def document_table(con: duckdb.DuckDBPyConnection, qualified: str, doc: TableDoc
     """COMMENT ON the table and each of its documented columns."""
     schema, table = qualified.split(".")
     target = f"{_ident(schema)}.{_ident(table)}"
-    columns = {row[0] for row in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-        [schema, table]).fetchall()}
+    columns = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
     if doc.description:
         con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
     for column, text in doc.columns.items():
@@ -100,9 +105,13 @@ def replace_tables(
             con.execute(sql, params)
 
 
-def read_table(con: duckdb.DuckDBPyConnection, qualified: str,
-               columns: list[str] | None = None, where: str | None = None,
-               params: list | None = None) -> pl.DataFrame:
+def read_table(
+    con: duckdb.DuckDBPyConnection,
+    qualified: str,
+    columns: list[str] | None = None,
+    where: str | None = None,
+    params: list | None = None,
+) -> pl.DataFrame:
     """A whole table, or only `columns` of it and rows matching `where` (with `params`)."""
     schema, table = qualified.split(".")
     selected = ", ".join(map(_ident, columns)) if columns else "*"
