@@ -1,0 +1,132 @@
+"""Where each academy bucket's rows sit in the warehouse, and reading one bucket's rows.
+
+The ingest writes every event table bucket after bucket (insertion order preserved), so a
+bucket's rows are one contiguous rowid range; it records the plan it used in
+`engine.bucket_plan` and each table's ranges in `engine.bucket_rows`. A reader of a bucket
+(`read_bucket`) then scans only that range: DuckDB 1.5 pushes `rowid BETWEEN` into the table
+scan (measured: 5M of 50M rows read). When the recorded plan is not the reader's plan (another
+bucket size, a warehouse from before the ranges were recorded) it selects the bucket's
+enrollments with a semi-join instead: the same rows, a full scan per bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import polars as pl
+
+from .buckets import Bucket
+from .warehouse import read_table, table_exists
+
+PLAN_TABLE = "engine.bucket_plan"
+ROWS_TABLE = "engine.bucket_rows"
+PLAN_COLUMNS = (
+    "bucket",
+    "academy_lo",
+    "academy_hi",
+    "enrollment_lo",
+    "enrollment_hi",
+    "enrollments",
+)
+
+
+def write_plan(con: duckdb.DuckDBPyConnection, plan: Sequence[Bucket], target: int) -> None:
+    """Record the plan the event tables were written with (replacing the previous one)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS engine")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {PLAN_TABLE} (bucket INTEGER, academy_lo BIGINT, "
+        "academy_hi BIGINT, enrollment_lo BIGINT, enrollment_hi BIGINT, enrollments BIGINT, "
+        "target BIGINT)"
+    )
+    if plan:
+        con.executemany(
+            f"INSERT INTO {PLAN_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                [
+                    b.index,
+                    b.academy_lo,
+                    b.academy_hi,
+                    b.enrollment_lo,
+                    b.enrollment_hi,
+                    b.enrollments,
+                    target,
+                ]
+                for b in plan
+            ],
+        )
+
+
+def read_plan(con: duckdb.DuckDBPyConnection) -> list[Bucket] | None:
+    """The recorded plan, or None when there is none."""
+    if not table_exists(con, PLAN_TABLE):
+        return None
+    rows = con.execute(f"SELECT {', '.join(PLAN_COLUMNS)} FROM {PLAN_TABLE} ORDER BY bucket")
+    return [
+        Bucket(index, lo, hi, n, e_lo, e_hi) for index, lo, hi, e_lo, e_hi, n in rows.fetchall()
+    ]
+
+
+def write_ranges(
+    con: duckdb.DuckDBPyConnection, table: str, ranges: dict[int, tuple[int, int]]
+) -> None:
+    """Record `table`'s rowid range of each bucket: {bucket: (first_row, row_count)}."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS engine")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {ROWS_TABLE} (table_name VARCHAR, bucket INTEGER, "
+        "first_row BIGINT, row_count BIGINT)"
+    )
+    con.execute(f"DELETE FROM {ROWS_TABLE} WHERE table_name = ?", [table])
+    if ranges:
+        con.executemany(
+            f"INSERT INTO {ROWS_TABLE} VALUES (?, ?, ?, ?)",
+            [[table, b, first, n] for b, (first, n) in sorted(ranges.items())],
+        )
+
+
+def bucket_rows(con: duckdb.DuckDBPyConnection, table: str) -> dict[int, tuple[int, int]] | None:
+    """`table`'s recorded ranges {bucket: (first_row, row_count)}, or None."""
+    if not table_exists(con, ROWS_TABLE):
+        return None
+    rows = con.execute(
+        f"SELECT bucket, first_row, row_count FROM {ROWS_TABLE} WHERE table_name = ?", [table]
+    ).fetchall()
+    return {b: (first, n) for b, first, n in rows} if rows else None
+
+
+def bucket_enrollments_sql(bucket: Bucket) -> tuple[str, list[int]]:
+    """A query of the bucket's enrollment ids, with its parameters."""
+    condition, params = bucket.sql("l.academy_id", "e.enrollment_id")
+    return (
+        "SELECT e.enrollment_id FROM raw.enrollments e JOIN raw.lectures l USING (lecture_id) "
+        f"WHERE {condition}",
+        params,
+    )
+
+
+def read_bucket(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: list[str],
+    bucket: Bucket,
+    plan: Sequence[Bucket],
+) -> pl.DataFrame:
+    """`columns` of the rows of raw.`table` whose enrollment is in `bucket` of `plan`."""
+    if table == "enrollments":
+        condition, params = bucket.sql("l.academy_id", "e.enrollment_id")
+        selected = ", ".join(f'e."{c}"' for c in columns)
+        return con.execute(
+            f"SELECT {selected} FROM raw.enrollments e JOIN raw.lectures l USING (lecture_id) "
+            f"WHERE {condition}",
+            params,
+        ).pl()
+    ranges = bucket_rows(con, table)
+    if ranges is not None and read_plan(con) == list(plan):
+        first, count = ranges.get(bucket.index, (0, 0))
+        if count == 0:
+            return read_table(con, f"raw.{table}", columns, "false")
+        return read_table(
+            con, f"raw.{table}", columns, "rowid BETWEEN ? AND ?", [first, first + count - 1]
+        )
+    query, params = bucket_enrollments_sql(bucket)
+    return read_table(con, f"raw.{table}", columns, f"enrollment_id IN ({query})", params)
