@@ -1,14 +1,22 @@
 """Ingest assets: one per extract table, writing `raw.<table>` and `quarantine.<table>`.
 
 Thin shells: the rules live in `pipelines.core.ingest`. Each table's raw and quarantine tables
-and its audit row are replaced in one transaction.
+and its audit row are replaced in one transaction, with (for a table with an enrollment_id) the
+academy bucket plan and the rowid range of each of its buckets, or (for lectures and
+enrollments, which change the plan) the plan and every range dropped: see
+`pipelines.core.bucket_store`.
 """
 
 import dagster as dg
 
 from checks.extract_checks import ingest_check_results, ingest_check_specs
+from pipelines.core import bucket_store
+from pipelines.core.buckets import plan_buckets
 from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.ingest import (
+    BUCKETED_TABLES,
+    PLAN_INPUTS,
+    BucketMap,
     TableIngest,
     ingest_table,
     missing_extract_message,
@@ -19,8 +27,9 @@ from pipelines.core.warehouse import (
     TableDoc,
     document_table,
     read_table,
-    replace_tables,
     stored_schema,
+    transaction,
+    write_table,
 )
 from pipelines.metadata import definition_metadata, frame_metadata, table_doc
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
@@ -111,9 +120,14 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
     def _ingest(
         context: dg.AssetExecutionContext, settings: ProgressSettings, warehouse: WarehouseResource
     ):
+        target, buckets = settings.marts_bucket_enrollments, None
         with warehouse.get_connection() as con:
             refs = {t: read_table(con, f"raw.{t}") for t in upstream}
-        result = ingest_table(table, settings.landing, settings.timezone, refs)
+            if table in BUCKETED_TABLES:
+                pairs = bucket_store.read_pairs(con)
+                buckets = BucketMap.of(pairs, plan_buckets(pairs, target))
+                del pairs
+        result = ingest_table(table, settings.landing, settings.timezone, refs, buckets)
         for refused in result.refused:
             context.log.warning(f"{table}: {refused}")
         # contract §1: a refused file contributes no row, the run goes on
@@ -121,15 +135,20 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
             refused = "; ".join(str(r) for r in result.refused) or None
             context.log.warning(missing_extract_message(table, refused))
         with warehouse.get_connection() as con:
-            replace_tables(
-                con,
-                {f"raw.{table}": result.raw, f"quarantine.{table}": result.quarantine},
-                {
-                    f"raw.{table}": table_doc(raw_model),
-                    f"quarantine.{table}": table_doc(quarantine_model),
-                },
-                statements=audit_statements(result),
-            )
+            with transaction(con):
+                for layer, frame, model in (
+                    ("raw", result.raw, raw_model),
+                    ("quarantine", result.quarantine, quarantine_model),
+                ):
+                    write_table(con, f"{layer}.{table}", frame)
+                    document_table(con, f"{layer}.{table}", table_doc(model))
+                for sql, params in audit_statements(result):
+                    con.execute(sql, params)
+                if buckets is not None and result.ranges is not None:
+                    bucket_store.write_plan(con, buckets.plan, target)
+                    bucket_store.write_ranges(con, table, result.ranges)
+                elif table in PLAN_INPUTS:
+                    bucket_store.invalidate(con)
             document_table(con, AUDIT_TABLE, AUDIT_DOC)
             stored = {
                 layer: stored_schema(con, f"{layer}.{table}") for layer in ("raw", "quarantine")

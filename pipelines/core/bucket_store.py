@@ -11,7 +11,7 @@ enrollments with a semi-join instead: the same rows, a full scan per bucket.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import polars as pl
@@ -31,8 +31,22 @@ PLAN_COLUMNS = (
 )
 
 
+PAIRS_SQL = (
+    "SELECT l.academy_id, e.enrollment_id FROM raw.enrollments e JOIN raw.lectures l "
+    "USING (lecture_id)"
+)
+
+
+def read_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The valid (academy_id, enrollment_id) pairs a plan is computed from."""
+    return con.execute(PAIRS_SQL).pl()
+
+
 def write_plan(con: duckdb.DuckDBPyConnection, plan: Sequence[Bucket], target: int) -> None:
-    """Record the plan the event tables were written with (replacing the previous one)."""
+    """Record the plan the event tables were written with (replacing the previous one). When
+    it differs from the recorded plan, every table's ranges (cut by the old plan) are dropped."""
+    if read_plan(con) != list(plan) and table_exists(con, ROWS_TABLE):
+        con.execute(f"DELETE FROM {ROWS_TABLE}")
     con.execute("CREATE SCHEMA IF NOT EXISTS engine")
     con.execute(
         f"CREATE OR REPLACE TABLE {PLAN_TABLE} (bucket INTEGER, academy_lo BIGINT, "
@@ -67,8 +81,26 @@ def read_plan(con: duckdb.DuckDBPyConnection) -> list[Bucket] | None:
     ]
 
 
+def invalidate(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the plan and every range (the enrollment -> academy map changed)."""
+    con.execute(f"DROP TABLE IF EXISTS {ROWS_TABLE}")
+    con.execute(f"DROP TABLE IF EXISTS {PLAN_TABLE}")
+
+
+def ranges_of(buckets: pl.Series, plan: Sequence[Bucket]) -> dict[int, tuple[int, int]]:
+    """The ranges of a table whose rows are in bucket order, from each row's bucket index:
+    {bucket: (first_row, row_count)} for every bucket of `plan`."""
+    counts = dict(buckets.value_counts().iter_rows()) if buckets.len() else {}
+    ranges, first = {}, 0
+    for bucket in plan:
+        n = int(counts.get(bucket.index, 0))
+        ranges[bucket.index] = (first, n)
+        first += n
+    return ranges
+
+
 def write_ranges(
-    con: duckdb.DuckDBPyConnection, table: str, ranges: dict[int, tuple[int, int]]
+    con: duckdb.DuckDBPyConnection, table: str, ranges: Mapping[int, tuple[int, int]]
 ) -> None:
     """Record `table`'s rowid range of each bucket: {bucket: (first_row, row_count)}."""
     con.execute("CREATE SCHEMA IF NOT EXISTS engine")
@@ -128,5 +160,12 @@ def read_bucket(
         return read_table(
             con, f"raw.{table}", columns, "rowid BETWEEN ? AND ?", [first, first + count - 1]
         )
+    return read_bucket_by_enrollment(con, table, columns, bucket)
+
+
+def read_bucket_by_enrollment(
+    con: duckdb.DuckDBPyConnection, table: str, columns: list[str], bucket: Bucket
+) -> pl.DataFrame:
+    """`read_bucket`'s fallback: the rows of raw.`table` whose enrollment is in `bucket`."""
     query, params = bucket_enrollments_sql(bucket)
     return read_table(con, f"raw.{table}", columns, f"enrollment_id IN ({query})", params)

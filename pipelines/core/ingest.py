@@ -12,12 +12,40 @@ from pathlib import Path
 
 import polars as pl
 
-from .contract import QUARANTINE_REASONS, SPECS, ColumnType, TableSpec
+from .bucket_store import ranges_of
+from .buckets import Bucket, assign_buckets
+from .contract import EVENT_TABLES, QUARANTINE_REASONS, SPECS, ColumnType, TableSpec
 from .extracts import RefusedFile, read_files
 from .keys import repeated_hashes
 from .parse import TYPES, parse, trimmed
 
 LINEAGE = ["_source_file", "_source_row"]
+
+# Tables with an enrollment_id, written in academy bucket order (see `pipelines.core.buckets`
+# and `pipelines.core.bucket_store`).
+BUCKETED_TABLES = (*EVENT_TABLES, "outcomes")
+# Tables whose ingest changes which bucket an enrollment belongs to.
+PLAN_INPUTS = ("lectures", "enrollments")
+
+
+@dataclass(frozen=True)
+class BucketMap:
+    """A bucket plan and the bucket of every valid enrollment under it."""
+
+    plan: list[Bucket]
+    enrollments: pl.DataFrame  # enrollment_id, bucket
+
+    @classmethod
+    def of(cls, pairs: pl.DataFrame, plan: list[Bucket]) -> BucketMap:
+        """From the valid (academy_id, enrollment_id) pairs the plan was computed from."""
+        bucket = assign_buckets(pairs, plan).cast(pl.Int64)
+        return cls(plan, pl.DataFrame([pairs.get_column("enrollment_id").cast(pl.Int64), bucket]))
+
+    def bucket_of(self, enrollment: pl.Expr) -> pl.Expr:
+        """The bucket index of each enrollment id (null for an unknown enrollment)."""
+        return lookup(
+            enrollment, self.enrollments.get_column("enrollment_id"), self.enrollments["bucket"]
+        )
 
 
 @dataclass
@@ -31,6 +59,8 @@ class TableIngest:
     refused: list[RefusedFile] = field(default_factory=list)
     delivered: int = 0
     collapsed: int = 0
+    # bucket -> (first row, row count) of `raw` when it is in bucket order, else None
+    ranges: dict[int, tuple[int, int]] | None = None
 
     @property
     def used(self) -> int:
@@ -373,8 +403,28 @@ def empty_delivery(spec: TableSpec) -> pl.DataFrame:
     )
 
 
-def ingest_table(table: str, landing: Path, tz: str, refs: dict[str, pl.DataFrame]) -> TableIngest:
-    """Read every file of `table` under `landing`, type it and quarantine what breaks the contract."""
+def bucket_order(
+    raw: pl.DataFrame, buckets: BucketMap
+) -> tuple[pl.DataFrame, dict[int, tuple[int, int]]]:
+    """`raw` with its rows in bucket order (delivery order within a bucket) and the range of
+    each bucket. Every raw row's enrollment is valid, so it has a bucket."""
+    index = raw.select(buckets.bucket_of(pl.col("enrollment_id")).alias("_bucket")).to_series()
+    ranges = ranges_of(index, buckets.plan)
+    if index.len() and not (index.diff().drop_nulls() >= 0).all():  # not already in order
+        raw = raw.with_columns(index).sort("_bucket", maintain_order=True).drop("_bucket")
+    return raw, ranges
+
+
+def ingest_table(
+    table: str,
+    landing: Path,
+    tz: str,
+    refs: dict[str, pl.DataFrame],
+    buckets: BucketMap | None = None,
+) -> TableIngest:
+    """Read every file of `table` under `landing`, type it and quarantine what breaks the
+    contract. With `buckets`, a table with an enrollment_id comes out in bucket order with the
+    range of each bucket (`TableIngest.ranges`)."""
     spec = SPECS[table]
     frames: list[pl.DataFrame] = []
     result = TableIngest(table, pl.DataFrame(), pl.DataFrame())
@@ -391,6 +441,8 @@ def ingest_table(table: str, landing: Path, tz: str, refs: dict[str, pl.DataFram
     schema = raw_schema(spec) | {"_source_file": pl.Categorical()}
     result.raw = result.raw.cast(schema)  # type: ignore[arg-type]
     result.quarantine = result.quarantine.cast(quarantine_schema(spec))  # type: ignore[arg-type]
+    if buckets is not None and table in BUCKETED_TABLES:
+        result.raw, result.ranges = bucket_order(result.raw, buckets)
     return result
 
 
