@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines.core.contract import TABLES
+from pipelines.core.engine import bucket_plan, for_each_bucket
 from pipelines.core.evaluation import (
     RULE_EVALUATION_SCHEMA,
     best_f1,
@@ -67,8 +68,6 @@ def rule_evaluation(
     warehouse: WarehouseResource,
 ):
     """Precision, recall, F1 ... of every threshold pair against the delivered outcomes."""
-    from assets.marts import enrollment_buckets, read_mart_inputs
-
     instants = sorted({parse_instant(text, settings.timezone) for text in config.as_of}) or [
         settings.as_of_instant()
     ]
@@ -81,28 +80,20 @@ def rule_evaluation(
         frames = []
         if not outcomes.is_empty():
             # only enrollments with an outcome are evaluated: the grid is built for them alone,
-            # a bucket of enrollment ids (as the marts read them) at a time
-            ids = outcomes["enrollment_id"]
-            buckets = [
-                b
-                for b in enrollment_buckets(con, settings.marts_bucket_enrollments)
-                if b is None or ids.is_between(*b).any()
-            ]
-
-            def inputs(bucket: tuple[int, int] | None) -> dict[str, pl.DataFrame]:
-                return {
-                    t: f.filter(pl.col("enrollment_id").is_in(ids.implode()))
-                    if "enrollment_id" in f.columns
-                    else f
-                    for t, f in read_mart_inputs(con, bucket).items()
-                }
-
+            # one academy bucket at a time (the engine's plan)
+            plan = bucket_plan(con, settings.bucket_enrollments)
             for as_of in instants:
                 context.log.info(f"evaluating the risk rules as of {as_of:%Y-%m-%d %H:%M:%S}")
-                streaks = pl.concat(
-                    [enrollment_streaks(inputs(bucket), as_of, highest) for bucket in buckets]
+                streaks: list[pl.DataFrame] = []
+                for_each_bucket(
+                    con,
+                    plan,
+                    lambda inputs, as_of=as_of, streaks=streaks: streaks.append(
+                        enrollment_streaks(inputs, as_of, highest)
+                    ),
+                    only=outcomes["enrollment_id"],
                 )
-                frames.append(evaluate_streaks(streaks, outcomes, as_of, pairs))
+                frames.append(evaluate_streaks(pl.concat(streaks), outcomes, as_of, pairs))
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=RULE_EVALUATION_SCHEMA)
         failure = schema_failure(RuleEvaluation, frame)
         if failure is not None:  # refuse to publish what the contract forbids

@@ -17,16 +17,20 @@ to show progress.
 from datetime import date
 
 import dagster as dg
-import duckdb
-import polars as pl
 
 from pipelines.core.contract import TABLES
-from pipelines.core.history import HISTORY_TABLES, end_of_day, history_for_days, replace_dates
+from pipelines.core.engine import history_in_buckets, risk_distribution
+from pipelines.core.history import HISTORY_TABLES, end_of_day
 from pipelines.core.history_schemas import HISTORY_MODELS
-from pipelines.core.marts import MART_INPUT_COLUMNS
 from pipelines.core.schemas import table_description, validate
-from pipelines.core.warehouse import read_table
-from pipelines.metadata import definition_metadata, frame_metadata, preview, table_doc
+from pipelines.core.warehouse import table_exists
+from pipelines.metadata import (
+    column_schema,
+    definition_metadata,
+    frame_metadata,
+    preview,
+    table_doc,
+)
 from pipelines.operations import HISTORY_GROUP, MARTS_FRESHNESS
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
@@ -58,23 +62,6 @@ def _spec(name: str) -> dg.AssetSpec:
     )
 
 
-def _risk_counts(progress: pl.DataFrame) -> dict[str, int]:
-    counts = dict(progress.group_by("risk_level").len().iter_rows())
-    return {level: int(counts.get(level, 0)) for level in ("NORMAL", "WARNING", "DANGER")}
-
-
-def _read_raw(warehouse: WarehouseResource) -> dict[str, pl.DataFrame]:
-    with warehouse.get_connection() as con:
-        try:
-            return {t: read_table(con, f"raw.{t}") for t in MART_INPUT_COLUMNS}
-        except duckdb.CatalogException as exc:
-            raise dg.Failure(
-                "the warehouse has no raw tables yet: ingest first (`progress run`, or "
-                "materialize the raw assets)",
-                allow_retries=False,
-            ) from exc
-
-
 @dg.multi_asset(
     name="history_marts",
     specs=[_spec(name) for name in HISTORY_TABLES],
@@ -89,24 +76,33 @@ def history_marts(
     days = sorted(date.fromisoformat(key) for key in context.partition_keys)
     span = f"{days[0]}" if len(days) == 1 else f"{days[0]} .. {days[-1]} ({len(days)} dates)"
     context.log.info(f"history of {span}, each as of 23:59:59 ({settings.timezone})")
-    raw = _read_raw(warehouse)
-    frames = history_for_days(raw, days, settings.thresholds)
-    for name, frame in frames.items():  # refuse to publish anything the schema forbids
-        validate(HISTORY_MODELS[name], frame)
+    docs = {name: table_doc(HISTORY_MODELS[name]) for name in HISTORY_TABLES}
     with warehouse.get_connection() as con:
-        replace_dates(
+        if not table_exists(con, "raw.enrollments"):
+            raise dg.Failure(
+                "the warehouse has no raw tables yet: ingest first (`progress run`, or "
+                "materialize the raw assets)",
+                allow_retries=False,
+            )
+        # every frame is validated before it is written: a refusal publishes nothing
+        out = history_in_buckets(
             con,
-            {f"marts.{name}": frame for name, frame in frames.items()},
             days,
-            {f"marts.{name}": table_doc(HISTORY_MODELS[name]) for name in frames},
+            settings.thresholds,
+            lambda name, frame: validate(HISTORY_MODELS[name], frame),
+            docs,
+            settings.bucket_enrollments,
         )
-    progress, alerts = frames["lecture_progress_daily"], frames["risk_alerts"]
-    latest = progress.filter(pl.col("as_of_date") == days[-1])
+    context.log.info(
+        f"history computed in {out.buckets} academy bucket(s): "
+        + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in out.seconds.items())
+    )
+    alerts = out.alerts
     extra: dict[str, dict[str, object]] = {
-        "lecture_progress_daily": {"risk_distribution": _risk_counts(latest)},
+        "lecture_progress_daily": {"risk_distribution": out.risk_latest},
         "risk_daily_summary": {},
         "risk_alerts": {
-            "alerts_by_level": _risk_counts(alerts),
+            "alerts_by_level": risk_distribution(alerts),
             "preview": preview(
                 alerts.sort("as_of_date", "risk_level", "streak", descending=[True, False, True])
             ),
@@ -116,10 +112,17 @@ def history_marts(
         "as_of": ", ".join(end_of_day(d).isoformat(sep=" ") for d in days[:3])
         + (" ..." if len(days) > 3 else "")
     }
-    for name, frame in frames.items():
+    frames = {"risk_daily_summary": out.summary, "risk_alerts": alerts}
+    for name in HISTORY_TABLES:
+        if name in frames:
+            metadata = frame_metadata(HISTORY_MODELS[name], frames[name])
+        else:  # written bucket by bucket, never whole in memory
+            metadata = {
+                "dagster/row_count": out.rows[name],
+                "dagster/column_schema": column_schema(HISTORY_MODELS[name]),
+            }
         yield dg.MaterializeResult(
-            asset_key=HISTORY_KEYS[name],
-            metadata=frame_metadata(HISTORY_MODELS[name], frame) | as_of | extra[name],
+            asset_key=HISTORY_KEYS[name], metadata=metadata | as_of | extra[name]
         )
 
 

@@ -12,9 +12,8 @@ import dagster as dg
 import polars as pl
 
 from pipelines.core import invariants
+from pipelines.core.marts import PROGRESS_MARTS
 from pipelines.pandera_checks import schema_check_result
-
-PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
 
 INVARIANTS = {
     "lecture_progress": "One row per valid enrollment; completed <= held/total; rate and risk "

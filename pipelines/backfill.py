@@ -29,14 +29,15 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from pipelines.core.engine import alerts_in_buckets
 from pipelines.core.history import (
-    alerts_since_previous_day,
     days_between,
     end_of_day,
     read_dates,
     stored_dates,
 )
-from pipelines.core.marts import MART_INPUT_COLUMNS, RiskThresholds
+from pipelines.core.marts import RiskThresholds
+from pipelines.core.warehouse import table_exists
 from pipelines.exit_codes import CommandFailed, ExitCode
 from pipelines.resources import DEFAULT_TIMEZONE
 from pipelines.runner import check_landing, dagster_instance, job, run_config, run_failure
@@ -191,11 +192,28 @@ def alerts_summary(
     warehouse: Path, as_of: datetime, thresholds: RiskThresholds | None = None
 ) -> AlertsSummary:
     """Who rose between the end of the previous day and `as_of` (e.g. a run's instant),
-    computed from the warehouse's raw tables (read-only). For as_of = D 23:59:59 this equals
-    the stored marts.risk_alerts of D."""
+    computed from the warehouse's raw tables (read-only), one academy bucket at a time. For
+    as_of = D 23:59:59 this equals the stored marts.risk_alerts of D.
+
+    When the published marts were computed as of `as_of` (the run that just published), their
+    lecture_progress is the current side: only the previous day is computed, and only for the
+    enrollments at risk now."""
+    thresholds = thresholds or RiskThresholds()
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        raw = {t: con.sql(f"SELECT * FROM raw.{t}").pl() for t in MART_INPUT_COLUMNS}
-        alerts = with_titles(con, alerts_since_previous_day(raw, as_of, thresholds))
+        current = None
+        published = (
+            con.execute(
+                "SELECT as_of FROM marts.publication WHERE marts_refreshed "
+                "ORDER BY published_at DESC LIMIT 1"
+            ).fetchone()
+            if table_exists(con, "marts.publication")
+            else None
+        )
+        if published and published[0] == as_of and table_exists(con, "marts.lecture_progress"):
+            current = con.execute(
+                "SELECT * FROM marts.lecture_progress WHERE risk_level <> 'NORMAL'"
+            ).pl()
+        alerts = with_titles(con, alerts_in_buckets(con, as_of, thresholds, current))
     previous = end_of_day(as_of.date() - timedelta(days=1))
     return AlertsSummary(as_of=as_of, previous=previous, alerts=alerts)
 

@@ -14,6 +14,7 @@ from filelock import FileLock
 from pydantic import PrivateAttr
 
 from pipelines.core import publish
+from pipelines.core.buckets import DEFAULT_BUCKET_ENROLLMENTS
 from pipelines.core.marts import RiskThresholds
 from pipelines.core.parse import parse_instant
 from pipelines.core.paths import resolve_warehouse
@@ -31,8 +32,8 @@ class ProgressSettings(dg.ConfigurableResource):
     as_of: str = ""  # contract timestamp text; empty means "now" in `timezone`
     warning_streak: int = 2
     danger_streak: int = 3
-    # marts are computed this many enrollments at a time (bounds memory at ~1M enrollments)
-    marts_bucket_enrollments: int = 100_000
+    # enrollments per academy bucket of the engine (pipelines/core/buckets.py)
+    bucket_enrollments: int = DEFAULT_BUCKET_ENROLLMENTS
 
     @property
     def landing(self) -> Path:

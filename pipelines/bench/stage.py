@@ -157,7 +157,8 @@ def stage_marts(a: argparse.Namespace) -> dict:
     """The marts step exactly as the asset runs it (`assets.marts.compute_marts`): buckets of
     enrollments read from raw.*, built, validated and checked in memory, appended to side
     tables and swapped in, with the warehouse resource's DuckDB settings."""
-    from assets.marts import MartsOutcome, compute_marts
+    from assets.marts import check_bucket
+    from pipelines.core.engine import MartsOutcome, compute_marts
     from pipelines.resources import ProgressSettings, WarehouseResource
 
     settings = ProgressSettings(timezone=a.tz, as_of=a.as_of)
@@ -171,7 +172,9 @@ def stage_marts(a: argparse.Namespace) -> dict:
         a.warehouse,
         config={"memory_limit": resource.duckdb_memory_limit, "threads": resource.duckdb_threads},
     ) as con:
-        compute_marts(con, settings, as_of, out)
+        compute_marts(
+            con, as_of, settings.thresholds, check_bucket, out, target=settings.bucket_enrollments
+        )
     seconds = end(start)
     if out.failures:
         raise RuntimeError(f"marts break their schema: {sorted(out.failures)}")
@@ -179,7 +182,7 @@ def stage_marts(a: argparse.Namespace) -> dict:
         "seconds": seconds,
         "details": {
             "buckets": out.buckets,
-            "bucket_enrollments": settings.marts_bucket_enrollments,
+            "bucket_enrollments": settings.bucket_enrollments,
             **{f"{phase}_seconds": round(value, 4) for phase, value in out.seconds.items()},
             "rows": out.rows,
         },

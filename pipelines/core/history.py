@@ -25,7 +25,13 @@ from datetime import date, datetime, time, timedelta
 import duckdb
 import polars as pl
 
-from .marts import LECTURE_PROGRESS_COLUMNS, RiskThresholds, build_marts, risk_reason
+from .marts import (
+    LECTURE_PROGRESS_COLUMNS,
+    RiskThresholds,
+    build_marts,
+    lecture_progress_at,
+    risk_reason,
+)
 
 E = "enrollment_id"
 AS_OF_DATE = "as_of_date"
@@ -82,8 +88,7 @@ def lecture_progress_on(
     raw: Mapping[str, pl.DataFrame], day: date, thresholds: RiskThresholds | None = None
 ) -> pl.DataFrame:
     """lecture_progress as of D 23:59:59 with an `as_of_date` = D column (first)."""
-    progress = build_marts(dict(raw), end_of_day(day), thresholds)["lecture_progress"]
-    return _with_date(progress, day)
+    return _with_date(lecture_progress_at(dict(raw), end_of_day(day), thresholds), day)
 
 
 def lecture_progress_history(
@@ -228,6 +233,68 @@ def _target(qualified: str) -> tuple[str, str, str]:
     return schema, table, f"{_ident(schema)}.{_ident(table)}"
 
 
+def prepare_dates(
+    con: duckdb.DuckDBPyConnection,
+    qualified: str,
+    frame: pl.DataFrame,
+    days: Iterable[date],
+    doc: object | None = None,
+) -> None:
+    """Make `schema.table` ready to take `frame`'s rows for `days`: create it on first use
+    (with the frame's types and the COMMENT ON docs; `doc` is a
+    `pipelines.core.warehouse.TableDoc`-like: `.description`, `.columns`), add a column the
+    frame has but the table lacks (older dates read null there), and delete the rows of
+    `days`. Rows of other dates are never touched."""
+    schema, table, target = _target(qualified)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+    con.register("_incoming", frame.head(0).to_arrow())
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM _incoming LIMIT 0")
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                [schema, table],
+            ).fetchall()
+        }
+        types = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM _incoming").fetchall()}
+    finally:
+        con.unregister("_incoming")
+    for column in frame.columns:
+        if column not in existing:
+            con.execute(f"ALTER TABLE {target} ADD COLUMN {_ident(column)} {types[column]}")
+    con.execute(
+        f"DELETE FROM {target} WHERE {_ident(AS_OF_DATE)} IN (SELECT unnest(?::DATE[]))",
+        [sorted(set(days))],
+    )
+    if doc is not None and getattr(doc, "description", ""):
+        con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
+    for column, text in (getattr(doc, "columns", None) or {}).items():
+        if column in frame.columns and text:
+            con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
+
+
+def _dated_within(qualified: str, frame: pl.DataFrame, days: list[date]) -> None:
+    if AS_OF_DATE not in frame.columns:
+        raise ValueError(f"{qualified}: no {AS_OF_DATE} column")
+    other = frame.filter(~pl.col(AS_OF_DATE).is_in(pl.Series(days, dtype=pl.Date).implode()))
+    if other.height:
+        raise ValueError(f"{qualified}: {other.height} rows are dated outside {days}")
+
+
+def append_dates(
+    con: duckdb.DuckDBPyConnection, qualified: str, frame: pl.DataFrame, days: Iterable[date]
+) -> None:
+    """Append rows dated within `days` to a table `prepare_dates` made ready."""
+    _dated_within(qualified, frame, sorted(set(days)))
+    con.register("_incoming", frame.to_arrow())
+    try:
+        con.execute(f"INSERT INTO {_target(qualified)[2]} BY NAME SELECT * FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+
+
 def replace_dates(
     con: duckdb.DuckDBPyConnection,
     tables: Mapping[str, pl.DataFrame],
@@ -236,51 +303,16 @@ def replace_dates(
 ) -> None:
     """For each `schema.table` -> frame (rows dated within `days`): DELETE those dates' rows,
     INSERT the frame; all tables in one transaction, so readers see the old dates or the new.
-
-    A table is created on first use (with the frame's types and the COMMENT ON docs; `docs`
-    values are `pipelines.core.warehouse.TableDoc`-like: `.description`, `.columns`). A column the
-    frame has but the table lacks is added (older dates read null there). Rows of other dates
-    are never touched; a date in `days` with no rows in a frame ends up with none in its table.
-    """
+    A date in `days` with no rows in a frame ends up with none in its table."""
     days = sorted(set(days))
     for qualified, frame in tables.items():
-        if AS_OF_DATE not in frame.columns:
-            raise ValueError(f"{qualified}: no {AS_OF_DATE} column")
-        other = frame.filter(~pl.col(AS_OF_DATE).is_in(pl.Series(days, dtype=pl.Date).implode()))
-        if other.height:
-            raise ValueError(f"{qualified}: {other.height} rows are dated outside {days}")
+        _dated_within(qualified, frame, days)
     docs = docs or {}
     con.execute("BEGIN TRANSACTION")
     try:
         for qualified, frame in tables.items():
-            schema, table, target = _target(qualified)
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-            con.register("_incoming", frame.to_arrow())
-            con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM _incoming LIMIT 0")
-            existing = {
-                r[0]
-                for r in con.execute(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = ? AND table_name = ?",
-                    [schema, table],
-                ).fetchall()
-            }
-            types = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM _incoming").fetchall()}
-            for column in frame.columns:
-                if column not in existing:
-                    con.execute(f"ALTER TABLE {target} ADD COLUMN {_ident(column)} {types[column]}")
-            con.execute(
-                f"DELETE FROM {target} WHERE {_ident(AS_OF_DATE)} IN (SELECT unnest(?::DATE[]))",
-                [days],
-            )
-            con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
-            con.unregister("_incoming")
-            doc = docs.get(qualified)
-            if doc is not None and getattr(doc, "description", ""):
-                con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
-            for column, text in (getattr(doc, "columns", None) or {}).items():
-                if column in frame.columns and text:
-                    con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
+            prepare_dates(con, qualified, frame, days, docs.get(qualified))
+            append_dates(con, qualified, frame, days)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

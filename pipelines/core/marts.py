@@ -684,6 +684,10 @@ CLINIC_LINK_COLUMNS = [
 ]
 
 
+# The marts computed from one grid, together (marts.dim_labels is a fixed dimension).
+PROGRESS_MARTS = ("session_progress", "lecture_progress", "risk_log", "clinic_links")
+
+
 def build_marts(
     raw: dict[str, pl.DataFrame], as_of: datetime, thresholds: RiskThresholds | None = None
 ) -> dict[str, pl.DataFrame]:
@@ -692,6 +696,25 @@ def build_marts(
     `raw` needs only the columns in MART_INPUT_COLUMNS.
     """
     thresholds = thresholds or RiskThresholds()
+    key, calendar, grid, streaks, progress = _progress(raw, as_of, thresholds)
+    return {
+        "session_progress": grid.select(SESSION_PROGRESS_COLUMNS),
+        "lecture_progress": progress,
+        "risk_log": risk_log(streaks),
+        "clinic_links": clinic_links(grid, progress, raw, calendar, key, as_of),
+    }
+
+
+def lecture_progress_at(
+    raw: dict[str, pl.DataFrame], as_of: datetime, thresholds: RiskThresholds | None = None
+) -> pl.DataFrame:
+    """Only the lecture_progress mart of `build_marts` (the history and the alerts need no
+    risk_log nor clinic_links)."""
+    return _progress(raw, as_of, thresholds or RiskThresholds())[-1]
+
+
+def _progress(raw: dict[str, pl.DataFrame], as_of: datetime, thresholds: RiskThresholds):
+    """The grid, its streaks and lecture_progress (and what the other marts reuse)."""
     key = PairKey.fitting(raw)
     policy = lecture_policies(raw["lectures"], raw["policies"])
     calendar = session_calendar(raw["sessions"], policy, as_of)
@@ -701,9 +724,4 @@ def build_marts(
     del facts  # the grid holds what it needs; the rest is memory
     streaks = running_streaks(grid, thresholds)
     progress = lecture_progress(grid, streaks, raw, calendar, last_activity, as_of)
-    return {
-        "session_progress": grid.select(SESSION_PROGRESS_COLUMNS),
-        "lecture_progress": progress,
-        "risk_log": risk_log(streaks),
-        "clinic_links": clinic_links(grid, progress, raw, calendar, key, as_of),
-    }
+    return key, calendar, grid, streaks, progress

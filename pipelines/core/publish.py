@@ -264,6 +264,11 @@ def content_hash(frame: pl.DataFrame) -> str:
     return f"{((high << 32) + low) % 2**64:016x}"
 
 
+def add_hashes(a: str, b: str) -> str:
+    """Content hashes are sums of row hashes, so the hash of a union is the sum."""
+    return f"{(int(a, 16) + int(b, 16)) % 2**64:016x}"
+
+
 @dataclass
 class Publication:
     run_id: str
