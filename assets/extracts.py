@@ -120,7 +120,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
     def _ingest(
         context: dg.AssetExecutionContext, settings: ProgressSettings, warehouse: WarehouseResource
     ):
-        target, buckets = settings.marts_bucket_enrollments, None
+        target, buckets = settings.bucket_enrollments, None
         with warehouse.get_connection() as con:
             refs = {t: read_table(con, f"raw.{t}") for t in upstream}
             if table in BUCKETED_TABLES:

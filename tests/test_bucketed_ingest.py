@@ -24,7 +24,7 @@ def ingest(landing: Path, warehouse: Path, target: int) -> None:
     result = dg.materialize(
         extract_assets,
         resources={
-            "settings": ProgressSettings(landing_dir=str(landing), marts_bucket_enrollments=target),
+            "settings": ProgressSettings(landing_dir=str(landing), bucket_enrollments=target),
             "warehouse": WarehouseResource(path=str(warehouse)),
         },
         raise_on_error=False,
