@@ -43,7 +43,7 @@ from plotly.offline import get_plotlyjs
 from pipelines.core.evaluation import PRECISION_FLOOR, best_row
 from pipelines.core.evaluation import RULE_EVALUATION_COLUMNS as EVALUATION_COLUMNS
 from pipelines.core.marts import RiskThresholds
-from pipelines.core.views import CLINIC_BY_STUDENT, view_query
+from pipelines.core.views import CLINIC_BY_STUDENT, VIEWS, View
 from pipelines.report_page import FONT, HARNESS, STYLE, TABLE_JS, Column, data_table
 
 CSP = (
@@ -79,7 +79,7 @@ class ReportData:
     funnel: pl.DataFrame
     clinic: pl.DataFrame
     at_risk: pl.DataFrame
-    risk_log: pl.DataFrame
+    risk_trend: pl.DataFrame  # week (Monday), risk_level, len: risk_log entries (RISK_TREND_SQL)
     evaluation: pl.DataFrame | None  # None: no marts.rule_evaluation (outcomes not delivered)
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)
 
@@ -103,9 +103,22 @@ class ReportResult:
     as_of: str | None = None
 
 
-def _query(con: duckdb.DuckDBPyConnection, sql: str, academy: int | None) -> pl.DataFrame:
-    frame = con.sql(sql).pl()
-    return frame if academy is None else frame.filter(pl.col("academy_id") == academy)
+def _query(con: duckdb.DuckDBPyConnection, view: View, academy: int | None) -> pl.DataFrame:
+    """A view's rows in its order, only the academy's when one is given (filtered in DuckDB)."""
+    where = "" if academy is None else "WHERE academy_id = $academy"
+    sql = f"SELECT * FROM ({view.select.rstrip()}) AS v {where} ORDER BY {view.order_by}"
+    return con.execute(sql, {} if academy is None else {"academy": academy}).pl()
+
+
+# The weekly risk trend, counted in DuckDB (risk_log has a row per risk entry: 2.4M at L);
+# weeks start on Monday (ISO), as Polars' dt.truncate("1w") does.
+RISK_TREND_SQL = """
+SELECT CAST(date_trunc('week', session_date) AS DATE) AS week, risk_level, count(*) AS len
+FROM marts.risk_log
+WHERE session_date IS NOT NULL AND ($academy IS NULL OR academy_id = $academy)
+GROUP BY ALL
+ORDER BY week, risk_level
+"""
 
 
 COUNTS_SQL = """
@@ -192,26 +205,18 @@ def load(
                 "SELECT max(calculated_at) FROM marts.lecture_progress"
             ).fetchone()
             counts = con.execute(COUNTS_SQL, {"academy": academy}).pl().row(0, named=True)
-            risk_log = _query(
-                con,
-                (
-                    "SELECT r.*, l.title AS lecture_title FROM marts.risk_log AS r "
-                    "LEFT JOIN raw.lectures AS l USING (lecture_id) "
-                    "ORDER BY enrollment_id, session_order, session_id"
-                ),
-                academy,
-            )
+            risk_trend = con.execute(RISK_TREND_SQL, {"academy": academy}).pl()
             return ReportData(
                 as_of=as_of.isoformat(sep=" ") if as_of else None,
                 academy=academy,
                 academies=academies if academy is None else [academy],
                 labels=labels,
                 counts={k: int(v or 0) for k, v in counts.items()},
-                summary=_query(con, view_query("v_lecture_summary"), academy),
-                funnel=_query(con, view_query("v_session_funnel"), academy),
-                clinic=_query(con, CLINIC_BY_STUDENT.sql, academy),
-                at_risk=_query(con, view_query("v_at_risk_students"), academy),
-                risk_log=risk_log,
+                summary=_query(con, VIEWS["v_lecture_summary"], academy),
+                funnel=_query(con, VIEWS["v_session_funnel"], academy),
+                clinic=_query(con, CLINIC_BY_STUDENT, academy),
+                at_risk=_query(con, VIEWS["v_at_risk_students"], academy),
+                risk_trend=risk_trend,
                 evaluation=_evaluation(con),
                 thresholds=thresholds or RiskThresholds(),
             )
@@ -447,15 +452,9 @@ def chart_clinic_waiting(data: ReportData):
 
 
 def chart_risk_trend(data: ReportData):
-    dated = data.risk_log.filter(pl.col("session_date").is_not_null())
-    if dated.is_empty():
+    weekly = data.risk_trend
+    if weekly.is_empty():
         return None
-    weekly = (
-        dated.with_columns(pl.col("session_date").dt.truncate("1w").alias("week"))
-        .group_by("week", "risk_level")
-        .len()
-        .sort("week")
-    )
     weeks = weekly["week"].unique().sort().to_list()
     fig = go.Figure()
     for level in ("WARNING", "DANGER"):

@@ -205,7 +205,7 @@ def test_evaluation_section_says_when_outcomes_were_not_delivered(warehouse, tmp
 
 def test_report_replaces_an_empty_chart_with_a_sentence(warehouse):
     data = load(warehouse, academy=10)
-    data.risk_log = data.risk_log.clear()
+    data.risk_trend = data.risk_trend.clear()
     page, drawn, notes = render(data)
     assert [n[:5] for n in notes] == ["위험 추이", "위험 기준"]
     assert len(drawn) == 4 and 'data-charts-expected="4"' in page
