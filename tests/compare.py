@@ -8,12 +8,33 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.core.buckets import Bucket, plan_buckets
 from pipelines.core.contract import SPECS, TABLES
+from pipelines.core.engine import split_inputs
 from pipelines.core.evaluation import RULE_EVALUATION_KEY, evaluate
 from pipelines.core.ingest import ingest_all
 from pipelines.core.marts import RiskThresholds, build_marts
 from tests.reference import reference_ingest, reference_marts
 from tests.reference_evaluation import reference_evaluation
+
+
+def _pairs(raw: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    return raw["enrollments"].join(raw["lectures"], on="lecture_id").select("academy_id", E)
+
+
+E = "enrollment_id"
+# Bucket plans the comparisons run through: one bucket for everything, one academy per bucket,
+# and every academy split by enrollment range (buckets of 3 enrollments).
+PLANS = {
+    "one bucket": lambda raw: [],
+    "one academy per bucket": lambda raw: [
+        Bucket(i, a, a, n)
+        for i, (a, n) in enumerate(
+            _pairs(raw).group_by("academy_id").len().sort("academy_id").iter_rows()
+        )
+    ],
+    "every academy split": lambda raw: plan_buckets(_pairs(raw), 3),
+}
 
 MART_KEYS = {
     "session_progress": ["enrollment_id", "session_id"],
@@ -56,10 +77,12 @@ def compare_landing(
     thresholds: RiskThresholds | None = None,
     compare_quarantine_text: bool = True,
     evaluation_pairs: list[tuple[int, int]] | None = None,
+    plan: str = "one bucket",
 ) -> dict[str, int]:
     """Assert raw, quarantine, marts and the rule evaluation (the sweep's rows of
     `evaluation_pairs`, default the given thresholds and (1, 4)) equal the reference; return
-    row counts seen."""
+    row counts seen. The marts are computed through the engine's buckets (`plan`: a key of
+    PLANS), stacked."""
     thresholds = thresholds or RiskThresholds()
     ours = ingest_all(landing, tz)
     ref_raw, ref_quarantine, ref_refused = reference_ingest(landing, tz)
@@ -79,8 +102,11 @@ def compare_landing(
         counts[f"raw.{table}"] = ours[table].raw.height
         counts[f"quarantine.{table}"] = ours[table].quarantine.height
     raw = {t: r.raw for t, r in ours.items()}
+    chosen = PLANS[plan](raw)
+    counts["buckets"] = max(len(chosen), 1)
     for as_of in as_of_list:
-        marts = build_marts(raw, as_of, thresholds)
+        parts = [build_marts(inputs, as_of, thresholds) for inputs in split_inputs(raw, chosen)]
+        marts = {name: pl.concat([p[name] for p in parts]) for name in MART_KEYS}
         expected = reference_marts(ref_raw, as_of, thresholds.warning, thresholds.danger)
         for name, key in MART_KEYS.items():
             assert_same(f"{name} as of {as_of}", marts[name], expected[name], key)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.core.marts import RiskThresholds
-from tests.compare import compare_landing
+from tests.compare import PLANS, compare_landing
 from tests.conftest import HEADERS as EXTRACT_HEADERS
 
 HEADERS = EXTRACT_HEADERS | {"outcomes": "enrollment_id,result,decided_at"}
@@ -170,8 +170,9 @@ def landings(draw):
     warning=st.integers(1, 3),
     extra=st.integers(0, 2),
     swept=st.tuples(st.integers(1, 6), st.integers(0, 5)),
+    plan=st.sampled_from(list(PLANS)),
 )
-def test_random_extracts_match_reference(tmp_path_factory, case, warning, extra, swept):
+def test_random_extracts_match_reference(tmp_path_factory, case, warning, extra, swept, plan):
     files, eol, split = case
     landing = tmp_path_factory.mktemp("landing")
     for table, lines in files.items():
@@ -189,4 +190,5 @@ def test_random_extracts_match_reference(tmp_path_factory, case, warning, extra,
         thresholds=RiskThresholds(warning=warning, danger=warning + extra + 1),
         # the rule evaluation: the sweep's rows of the run's pair and of one more pair
         evaluation_pairs=[(warning, warning + extra + 1), (swept[0], min(6, swept[0] + swept[1]))],
+        plan=plan,  # the marts through the engine's buckets, stacked
     )

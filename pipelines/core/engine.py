@@ -15,7 +15,7 @@ No Dagster here: assets, the CLI and the benchmark call these functions and repo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 
 from . import bucket_store
-from .buckets import DEFAULT_BUCKET_ENROLLMENTS, Bucket, plan_buckets
+from .buckets import DEFAULT_BUCKET_ENROLLMENTS, Bucket, assign_buckets, plan_buckets
 from .history import (
     AS_OF_DATE,
     HISTORY_TABLES,
@@ -85,6 +85,26 @@ def read_inputs(
             frame = frame.filter(pl.col(E).is_in(only.implode()))
         frames[table] = frame
     return frames
+
+
+def split_inputs(
+    raw: dict[str, pl.DataFrame], plan: Sequence[Bucket]
+) -> Iterator[dict[str, pl.DataFrame]]:
+    """The in-memory twin of `read_inputs`: each bucket's inputs cut from whole frames (every
+    frame once when the plan is empty). For tests and callers that hold the raw tables."""
+    if not plan:
+        yield raw
+        return
+    pairs = (
+        raw["enrollments"]
+        .select(E, "lecture_id")
+        .join(raw["lectures"].select("lecture_id", "academy_id"), on="lecture_id")
+        .select("academy_id", E)
+    )
+    owner = pairs.select(E, assign_buckets(pairs, plan))
+    for bucket in plan:
+        ids = owner.filter(pl.col("bucket") == bucket.index)[E].implode()
+        yield {t: f.filter(pl.col(E).is_in(ids)) if E in f.columns else f for t, f in raw.items()}
 
 
 def for_each_bucket(
