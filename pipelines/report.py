@@ -917,6 +917,13 @@ LEADS = {
 
 def render(data: ReportData) -> tuple[str, list[str], list[str]]:
     """The page's HTML, the titles of the charts drawn and of those replaced by a note."""
+    parts, drawn, notes = render_parts(data)
+    return "".join(parts), drawn, notes
+
+
+def render_parts(data: ReportData) -> tuple[list[str], list[str], list[str]]:
+    """`render` with the page in pieces (head, each section, tail), so `write_report` writes
+    them one by one instead of joining and encoding the whole page (79 MB at M) at once."""
     drawn, notes, charts = [], [], {}
     for key, (title, build, note) in CHARTS.items():
         fig = build(data)
@@ -953,7 +960,7 @@ def render(data: ReportData) -> tuple[str, list[str], list[str]]:
         else ("전체 학원 (" + ", ".join(map(str, data.academies)) + ")")
     )
     as_of = (data.as_of or "-")[:19]  # to the second
-    page = f"""<!DOCTYPE html>
+    head = f"""<!DOCTYPE html>
 <html lang="ko">
 <head>
 <meta charset="utf-8">
@@ -973,14 +980,15 @@ def render(data: ReportData) -> tuple[str, list[str], list[str]]:
 <nav>{nav}</nav>
 <main>
 {_kpis(data)}
-{"".join(sections)}
+"""
+    tail = """
 </main>
 <footer>academy-progress · marts.v_at_risk_students, v_lecture_summary, v_session_funnel,
 clinic_links, risk_log, rule_evaluation · 차트: Plotly (오프라인 내장)</footer>
 </body>
 </html>
 """
-    return page, drawn, notes
+    return [head, *sections, tail], drawn, notes
 
 
 def write_report(
@@ -988,10 +996,12 @@ def write_report(
 ) -> ReportResult:
     """Render the report for the warehouse (one academy or all) into `out`, atomically."""
     data = load(Path(warehouse), academy, thresholds)
-    page, drawn, notes = render(data)
+    parts, drawn, notes = render_parts(data)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp")
-    staging.write_text(page, encoding="utf-8")
+    with staging.open("w", encoding="utf-8") as handle:
+        for part in parts:
+            handle.write(part)
     staging.replace(out)
     return ReportResult(path=out, charts=drawn, notes=notes, academy=academy, as_of=data.as_of)
