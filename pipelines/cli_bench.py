@@ -31,13 +31,29 @@ def bench(
         Path | None,
         typer.Option(help="JSON file for the figures (default bench-results/<tier>.json)."),
     ] = None,
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            "--stages",
+            help="Comma-separated stages to run (default all): lower_bound, ingest, marts, "
+            "sql_peer, e2e, exports, per_event, cmd_run, cmd_daily_job, cmd_backfill_7d, "
+            "cmd_export, cmd_report, cmd_second_run. A stage whose input stage is not run is "
+            "skipped (every cmd_* needs cmd_run).",
+        ),
+    ] = None,
 ) -> None:
     """Measure ingest, marts and end to end against a DuckDB-SQL peer, the old per-event
-    style and the lower bound: wall time and peak RSS per stage, each in a fresh process."""
+    style and the lower bound, and the commands users run (progress run, the daily job,
+    backfill, export, report): wall time and peak RSS per stage, each in a fresh process."""
     try:
         from pipelines.bench.runner import BenchError, run_bench
 
-        run_bench(tier.value, out)
+        if stages is None:
+            run_bench(tier.value, out)
+        else:
+            run_bench(
+                tier.value, out, stages=tuple(x.strip() for x in stages.split(",") if x.strip())
+            )
     except typer.Exit:
         raise
     except BenchError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,16 +25,33 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipelines.bench import AS_OF, TIERS, Tier
+from pipelines.bench import commands as cmds
+from pipelines.bench.measure import kill_tree, tree_rss_kb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_RSS_GB = 20.0  # a stage above this is killed (the machine has 24 GB)
 STAGE_TIMEOUT_S = 3600.0
 SQL_PEER_MEMORY_LIMIT = "12GB"
 SQL_PEER_THREADS = 2
 TIMEZONE = "Asia/Seoul"
 EVENT_TABLES = ("attendance", "video_progress", "submissions", "clinic_requests")
-STAGE_ORDER = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "exports", "per_event")
-NEEDS = {"marts": ("ingest",), "sql_peer": ("marts",), "exports": ("e2e",), "per_event": ("marts",)}
+STAGE_ORDER = (
+    "lower_bound",
+    "ingest",
+    "marts",
+    "sql_peer",
+    "e2e",
+    "exports",
+    "per_event",
+    *cmds.COMMAND_STAGES,
+)
+NEEDS = {
+    "marts": ("ingest",),
+    "sql_peer": ("marts",),
+    "exports": ("e2e",),
+    "per_event": ("marts",),
+    **{name: ("cmd_run",) for name in cmds.COMMAND_STAGES if name != "cmd_run"},
+}
 TARGETS_TIER = "L"
 
 
@@ -134,16 +152,6 @@ def _folder_bytes(folder: Path) -> int:
 
 
 # -- one stage in its own process ----------------------------------------------------------------
-def _rss_kb(pid: int, field: str = "VmRSS") -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
 def run_stage(
     name: str,
     args: list[str],
@@ -156,8 +164,9 @@ def run_stage(
     """Run `python -m pipelines.bench.stage NAME ARGS`; return its result plus process figures.
 
     `process_seconds` is the child's whole wall time (interpreter start and imports included);
-    `peak_rss_mb` its peak resident set from `os.wait4` (ru_maxrss). A watchdog kills it above
-    `max_rss_gb` or after `timeout` seconds; the result then says so in `error`.
+    `peak_rss_mb` its peak resident set from `os.wait4` (ru_maxrss). A watchdog kills its whole
+    process tree when the tree's summed RSS passes `max_rss_gb` or after `timeout` seconds; the
+    result then says so in `error`.
     """
     result_file = work / f"stage-{name}.json"
     stderr_file = work / f"stage-{name}.stderr"
@@ -167,7 +176,9 @@ def run_stage(
     last_note = [""]
     start = time.perf_counter()
     with open(stderr_file, "w", encoding="utf-8") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True
+        )
         done = threading.Event()
 
         def read_stdout() -> None:
@@ -182,15 +193,16 @@ def run_stage(
         def watchdog() -> None:
             limit_kb = max_rss_gb * 1024 * 1024
             while not done.wait(0.25):
-                rss = _rss_kb(proc.pid)
+                rss, _ = tree_rss_kb(proc.pid)  # the stage and any process it started
                 if rss > limit_kb:
                     killed.append(
-                        f"killed: RSS {rss / 1024 / 1024:.1f} GB over the {max_rss_gb:g} GB limit"
+                        f"killed: process tree RSS {rss / 1024 / 1024:.1f} GB over the "
+                        f"{max_rss_gb:g} GB limit"
                     )
                 elif time.perf_counter() - start > timeout:
                     killed.append(f"killed: still running after {timeout:.0f} s")
                 if killed:
-                    proc.kill()
+                    kill_tree(proc.pid)
                     return
 
         threads = [
@@ -229,7 +241,7 @@ def run_stage(
     }
 
 
-def _skipped(note: str) -> dict[str, object]:
+def _skipped(note: str | None) -> dict[str, object]:
     return {
         "status": "skipped",
         "seconds": None,
@@ -241,6 +253,171 @@ def _skipped(note: str) -> dict[str, object]:
         "error": None,
         "note": note,
     }
+
+
+# -- one command as a user starts it ----------------------------------------------------------
+def _helper(args: list[str], timeout: float) -> dict:
+    """An untimed helper of `pipelines.bench.commands` in its own process; its JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.bench.commands", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = [line for line in done.stderr.splitlines() if line.strip()]
+        raise BenchError(tail[-1] if tail else f"helper {args[0]} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_command(
+    name: str,
+    cmd: list[str],
+    work: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    max_rss_gb: float = MAX_RSS_GB,
+    timeout: float = STAGE_TIMEOUT_S,
+) -> dict[str, object]:
+    """Run `cmd` under `python -m pipelines.bench.measure` (its own process: RUSAGE_CHILDREN
+    there is this command's alone); the stage result in the layout of `run_stage`.
+
+    `seconds` and `process_seconds` are both the command's whole wall time; `peak_rss_mb` the
+    larger of the tree-sum peak (sampled every 50 ms) and the two ru_maxrss figures.
+    """
+    result_file, out_file, err_file = (work / f"{name}.{x}" for x in ("json", "stdout", "stderr"))
+    result_file.unlink(missing_ok=True)
+    wrapper = [sys.executable, "-m", "pipelines.bench.measure", "--result", str(result_file)]
+    wrapper += ["--stdout", str(out_file), "--stderr", str(err_file)]
+    wrapper += ["--max-rss-gb", str(max_rss_gb), "--timeout", str(timeout), "--", *cmd]
+    done = subprocess.run(
+        wrapper, env=env, cwd=cwd, timeout=timeout + 60, check=False, capture_output=True
+    )
+    if done.returncode != 0 or not result_file.is_file():
+        tail = [line for line in done.stderr.decode(errors="replace").splitlines() if line]
+        raise BenchError(f"measuring {name} failed: {tail[-1] if tail else done.returncode}")
+    m = json.loads(result_file.read_text(encoding="utf-8"))
+    ok = m["status"] == "ok"
+    return {
+        "status": m["status"],
+        "seconds": m["seconds"] if ok else None,
+        "cpu_seconds": m["cpu_seconds"] if ok else None,
+        "process_seconds": m["seconds"],
+        "process_cpu_seconds": m["cpu_seconds"],
+        "peak_rss_mb": m["peak_rss_mb"],
+        "details": {
+            "command": shlex.join(cmd),
+            "exit_code": m["exit_code"],
+            "tree_peak_rss_mb": m["tree_peak_rss_mb"],
+            "top_maxrss_mb": m["top_maxrss_mb"],
+            "children_maxrss_mb": m["children_maxrss_mb"],
+            "max_processes": m["max_processes"],
+            "rss_samples": m["samples"],
+        },
+        "error": m["error"],
+        "note": None,
+    }
+
+
+def _export_files(folder: Path) -> dict[str, object]:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"files": None, "bytes": None}
+    files = manifest.get("files", [])
+    return {"files": len(files), "bytes": sum(f.get("bytes", 0) for f in files)}
+
+
+def command_stage(
+    name: str,
+    *,
+    landing: Path,
+    work: Path,
+    as_of: str,
+    timezone: str,
+    max_rss_gb: float,
+    timeout: float,
+) -> dict[str, object]:
+    """One of `commands.COMMAND_STAGES`: its set-up (untimed), the command, its checks."""
+    folder = work / "cmd"
+    folder.mkdir(exist_ok=True)
+    warehouse = folder / "warehouse.duckdb"  # cmd_run's, then the later commands'
+    env, cwd, out, extra, note = cmds.user_env(), cmds.ROOT, None, {}, None
+    target = warehouse
+    if name == "cmd_run":
+        for path in folder.glob(warehouse.name + "*"):
+            path.unlink()
+    elif name == "cmd_daily_job":
+        cwd = folder / "daily"
+        env = cmds.daily_job_setup(cwd, landing, warehouse, timezone)
+        extra = {"partition": cmds.daily_partition(as_of), "tags": cmds.daily_tags(as_of)}
+    elif name == "cmd_backfill_7d":
+        last = cmds.as_of_day(as_of)
+        extra = {"dates": cmds.BACKFILL_DAYS, "end": last.isoformat()}
+    elif name == "cmd_export":
+        out = folder / "exports"
+    elif name == "cmd_report":
+        out = folder / "report.html"
+    elif name == "cmd_second_run":
+        target = folder / "history" / "warehouse.duckdb"
+        extra = _helper(
+            [
+                "prepare-history",
+                "--source",
+                str(warehouse),
+                "--warehouse",
+                str(target),
+                "--landing",
+                str(landing),
+                "--as-of",
+                as_of,
+                "--tz",
+                timezone,
+                "--days",
+                str(cmds.HISTORY_DAYS),
+            ],
+            timeout,
+        )
+        note = (
+            f"{cmds.HISTORY_DAYS} dates of history: {extra['real_day']} computed for real, its "
+            f"rows copied (SQL) to the {cmds.HISTORY_DAYS - 1} previous dates"
+        )
+    cmd = cmds.command_line(
+        name, landing=landing, warehouse=target, as_of=as_of, timezone=timezone, out=out
+    )
+    stage = run_command(name, cmd, work, env=env, cwd=cwd, max_rss_gb=max_rss_gb, timeout=timeout)
+    details = stage["details"]
+    details.update(extra)
+    stage["note"] = note
+    if stage["status"] != "ok":
+        return stage
+    if name in ("cmd_run", "cmd_daily_job", "cmd_backfill_7d", "cmd_second_run"):
+        details["warehouse_bytes"] = target.stat().st_size
+    if name == "cmd_daily_job":
+        steps = _helper(["steps", "--dagster-home", str(cwd / "dagster_home")], timeout)
+        details.update(
+            {
+                "run_status": steps.get("run_status"),
+                "planned_step_keys": steps.get("planned_step_keys"),
+                "succeeded_step_keys": steps.get("succeeded_step_keys"),
+            }
+        )
+        unfinished = set(steps.get("planned_step_keys") or ()) - set(
+            steps.get("succeeded_step_keys") or ()
+        )
+        if steps.get("run_status") != "SUCCESS" or unfinished or not steps.get("runs"):
+            stage.update(status="failed", seconds=None, cpu_seconds=None)
+            stage["error"] = (
+                f"daily_job run {steps.get('run_status')}; steps not succeeded: "
+                f"{', '.join(sorted(unfinished)) or '-'}"
+            )
+    elif name == "cmd_export":
+        details.update(_export_files(out))
+    elif name == "cmd_report":
+        details["bytes"] = out.stat().st_size if out.is_file() else None
+    return stage
 
 
 # -- ratios and targets ------------------------------------------------------------------------
@@ -277,6 +454,9 @@ def ratios(result: dict, siblings: dict[str, dict]) -> dict[str, object]:
         else None
     )
     out: dict[str, object] = {
+        "second_run_over_first": _ratio(
+            _seconds(stages, "cmd_second_run"), _seconds(stages, "cmd_run")
+        ),
         "sql_peer_over_marts": _ratio(peer, marts),
         "marts_over_lower_bound": _ratio(marts, floor),
         "marts_compute_over_lower_bound": _ratio(compute, floor) if marts else None,
@@ -320,19 +500,54 @@ def ratios(result: dict, siblings: dict[str, dict]) -> dict[str, object]:
     return out
 
 
+# (stage, wall seconds at most, peak RSS MiB at most): the commands as users run them
+COMMAND_TARGETS = (
+    ("cmd_run", "progress run", 60, 3072),
+    ("cmd_daily_job", "daily_job (the schedule's run)", 90, 3072),
+    ("cmd_backfill_7d", "progress backfill, 7 days", 240, 3072),
+    ("cmd_export", "progress export", 30, 2048),
+    ("cmd_report", "progress report", 15, 2048),
+)
+
+
 def targets(result: dict) -> list[dict[str, object]]:
     """The issue's targets (stated for tier L), evaluated on this run's figures."""
     stages, r = result["stages"], result["ratios"]
-    e2e = stages.get("e2e", {})
-    ok = e2e.get("status") == "ok"
-    rows = [
+
+    def ok(name: str) -> dict:
+        stage = stages.get(name, {})
+        return stage if stage.get("status") == "ok" else {}
+
+    rows = []
+    for name, words, seconds, mb in COMMAND_TARGETS:
+        rows.append(
+            (f"{words}: wall <= {seconds} s", ok(name).get("seconds"), lambda v, c=seconds: v <= c)
+        )
+        rows.append(
+            (
+                f"{words}: peak RSS (process tree) <= {mb} MB",
+                ok(name).get("peak_rss_mb"),
+                lambda v, c=mb: v <= c,
+            )
+        )
+    rows += [
         (
-            "e2e wall (process) <= 90 s",
-            e2e.get("process_seconds") if ok else None,
+            "second progress run (30 days of history) / first <= 1.10",
+            r.get("second_run_over_first"),
+            lambda v: v <= 1.10,
+        ),
+        ("SQL peer / marts >= 1.5", r.get("sql_peer_over_marts"), lambda v: v >= 1.5),
+        # the previous round's targets, on progress_job alone (stage e2e: no alerts)
+        (
+            "e2e (progress_job only) wall (process) <= 90 s",
+            ok("e2e").get("process_seconds"),
             lambda v: v <= 90,
         ),
-        ("e2e peak RSS <= 4096 MB", e2e.get("peak_rss_mb") if ok else None, lambda v: v <= 4096),
-        ("SQL peer / marts >= 1.5", r.get("sql_peer_over_marts"), lambda v: v >= 1.5),
+        (
+            "e2e (progress_job only) peak RSS <= 4096 MB",
+            ok("e2e").get("peak_rss_mb"),
+            lambda v: v <= 4096,
+        ),
         ("marts / lower bound <= 2.5", r.get("marts_over_lower_bound"), lambda v: v <= 2.5),
         (
             "s per M session rows, L / M <= 1.3 (e2e)",
@@ -371,6 +586,14 @@ def _fmt(v, digits: int = 2, missing: str = "-") -> str:
 
 def _note(name: str, stage: dict) -> str:
     d = stage.get("details") or {}
+    if name.startswith("cmd_") and d:
+        text = (
+            f"tree {_fmt(d.get('tree_peak_rss_mb'), 0)} MB sampled, largest process "
+            f"{_fmt(d.get('top_maxrss_mb'), 0)} MB, {d.get('max_processes')} process(es)"
+        )
+        if name == "cmd_second_run":
+            text += f"; {d.get('history_days')} days of history (1 real, copied)"
+        return text
     if name == "marts":
         return (
             f"{d.get('buckets')} bucket(s): read {_fmt(d.get('read_seconds'))}, compute "
@@ -423,12 +646,15 @@ def print_result(result: dict, console: Console) -> None:
             _fmt(stage.get("process_seconds")),
             _fmt(stage.get("peak_rss_mb"), 0),
             _fmt(spm.get(name)),
-            stage.get("error") or stage.get("note") or _note(name, stage),
+            stage.get("error")
+            or (stage.get("note") if stage["status"] == "skipped" else None)
+            or _note(name, stage),
         )
     console.print(table)
     r = result["ratios"]
     ratios_table = Table("ratio", "value", title="ratios")
     for key in (
+        "second_run_over_first",
         "sql_peer_over_marts",
         "marts_over_lower_bound",
         "marts_compute_over_lower_bound",
@@ -478,6 +704,13 @@ def run_bench(
     differ from the pipeline's marts: its figures must not be used.
     """
     tier = _tier(tier)
+    unknown = [name for name in stages if name not in STAGE_ORDER]
+    if unknown or not stages:
+        raise BenchError(
+            f"unknown stage(s) {', '.join(unknown) or '(none given)'}; choose from "
+            + ", ".join(STAGE_ORDER)
+        )
+    stages = tuple(name for name in STAGE_ORDER if name in stages)  # dependencies first
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     out_json = Path(out_json) if out_json else default_out(tier)
     root = tier.root(base).resolve()
@@ -586,10 +819,24 @@ def run_bench(
             result["stages"][name] = _skipped(f"needs {', '.join(missing)}")
             continue
         console.print(f"stage [bold]{name}[/] ...", highlight=False)
-        flat = [str(x) for k, v in args[name].items() for x in (k, v)]
-        result["stages"][name] = run_stage(
-            name, flat, work, max_rss_gb=max_rss_gb, timeout=stage_timeout
-        )
+        if name in cmds.COMMAND_STAGES:
+            try:
+                result["stages"][name] = command_stage(
+                    name,
+                    landing=landing,
+                    work=work,
+                    as_of=as_of,
+                    timezone=TIMEZONE,
+                    max_rss_gb=max_rss_gb,
+                    timeout=stage_timeout,
+                )
+            except (BenchError, OSError, subprocess.SubprocessError) as exc:  # its set-up
+                result["stages"][name] = _skipped(None) | {"status": "failed", "error": str(exc)}
+        else:
+            flat = [str(x) for k, v in args[name].items() for x in (k, v)]
+            result["stages"][name] = run_stage(
+                name, flat, work, max_rss_gb=max_rss_gb, timeout=stage_timeout
+            )
         stage = result["stages"][name]
         console.print(
             f"  {stage['status']}: {_fmt(stage['seconds'])} s work, "

@@ -1,0 +1,292 @@
+"""The whole-process stages: the commands users (and the schedule) run, started as they start
+them, each measured by `pipelines.bench.measure` (wall time, peak RSS of the process tree).
+
+  cmd_run          progress run --landing L --warehouse W --as-of A      (the README command)
+  cmd_daily_job    dagster job execute -m pipelines.definitions -j daily_job
+                   --tags '{"dagster/partition": <A's date - 1>, "progress/trigger": "schedule"}'
+                   with PROGRESS_LANDING / PROGRESS_WAREHOUSE / PROGRESS_TIMEZONE (also in a
+                   `.env` in its working directory, which the dagster CLI loads) and a
+                   DAGSTER_HOME holding the project's dagster.yaml: the run the schedule requests
+                   (`pipelines.schedules.daily_run_request`) on cmd_run's warehouse
+  cmd_backfill_7d  progress backfill --start A-6 --end A --landing L --warehouse W
+  cmd_export       progress export --warehouse W --out <fresh folder>
+  cmd_report       progress report --warehouse W --out <file>
+  cmd_second_run   progress run again (same L and A) on a warehouse holding 30 days of history
+
+The runner (standard library only) builds the command lines here; the helpers below that need
+DuckDB or Dagster run in their own processes, untimed:
+
+  python -m pipelines.bench.commands steps --dagster-home H
+      the daily_job run recorded in H: status, tags, planned and succeeded step keys (JSON)
+  python -m pipelines.bench.commands prepare-history --source W --warehouse W2 ...
+      the 30-day warehouse for cmd_second_run (JSON)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND_STAGES = (
+    "cmd_run",
+    "cmd_daily_job",
+    "cmd_backfill_7d",
+    "cmd_export",
+    "cmd_report",
+    "cmd_second_run",
+)
+HISTORY_TABLES = ("lecture_progress_daily", "risk_daily_summary", "risk_alerts")
+HISTORY_DAYS = 30
+BACKFILL_DAYS = 7
+SCHEDULE_TRIGGER = "schedule"
+
+
+def tool(name: str) -> str:
+    """The console script of this environment (`progress`, `dagster`), as a shell finds it
+    after `uv sync` (.venv/bin), else on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.is_file():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"the {name} command is not installed (run `uv sync`)")
+    return found
+
+
+def as_of_day(as_of: str) -> date:
+    """The local date of a contract timestamp text (`YYYY-MM-DD HH:MM:SS`)."""
+    return date.fromisoformat(as_of.strip()[:10])
+
+
+def daily_partition(as_of: str) -> str:
+    """The partition the schedule requests when it fires at `as_of`: the previous local day
+    (`pipelines.schedules.previous_day_partition`; the test checks they agree)."""
+    return (as_of_day(as_of) - timedelta(days=1)).isoformat()
+
+
+def daily_tags(as_of: str) -> dict[str, str]:
+    """The tags of the schedule's run request at `as_of` (its partition as the
+    `dagster/partition` tag, as `dagster job execute` takes it)."""
+    return {"dagster/partition": daily_partition(as_of), "progress/trigger": SCHEDULE_TRIGGER}
+
+
+def user_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without DAGSTER_HOME (the README's commands run with a throwaway
+    instance unless the user sets one; a user's instance must not collect bench runs)."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update(extra or {})
+    return env
+
+
+def command_line(
+    stage: str,
+    *,
+    landing: Path,
+    warehouse: Path,
+    as_of: str,
+    timezone: str,
+    out: Path | None = None,
+) -> list[str]:
+    """The command a user types for `stage` (cmd_daily_job: what the schedule's run does)."""
+    progress = tool("progress")
+    run = [progress, "run", "--landing", str(landing), "--warehouse", str(warehouse)]
+    run += ["--as-of", as_of, "--timezone", timezone]
+    if stage in ("cmd_run", "cmd_second_run"):
+        return run
+    if stage == "cmd_daily_job":
+        return [
+            tool("dagster"),
+            "job",
+            "execute",
+            "-m",
+            "pipelines.definitions",
+            "-d",
+            str(ROOT),
+            "-j",
+            "daily_job",
+            "--tags",
+            json.dumps(daily_tags(as_of)),
+        ]
+    if stage == "cmd_backfill_7d":
+        last = as_of_day(as_of)
+        first = last - timedelta(days=BACKFILL_DAYS - 1)
+        return [
+            progress,
+            "backfill",
+            "--start",
+            first.isoformat(),
+            "--end",
+            last.isoformat(),
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+            "--timezone",
+            timezone,
+        ]
+    if stage in ("cmd_export", "cmd_report"):
+        assert out is not None
+        verb = "export" if stage == "cmd_export" else "report"
+        return [progress, verb, "--warehouse", str(warehouse), "--out", str(out)]
+    raise ValueError(f"unknown command stage {stage!r}")
+
+
+def daily_job_setup(folder: Path, landing: Path, warehouse: Path, timezone: str) -> dict:
+    """Working directory, `.env` and DAGSTER_HOME of the scheduled run; returns its env."""
+    folder.mkdir(parents=True, exist_ok=True)
+    home = folder / "dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    values = {
+        "PROGRESS_LANDING": str(landing),
+        "PROGRESS_WAREHOUSE": str(warehouse),
+        "PROGRESS_TIMEZONE": timezone,
+    }
+    # the dagster CLI loads `.env` from its working directory over the environment: the
+    # project's own .env (data/landing, data/warehouse.duckdb) must not be the one it finds
+    (folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    return user_env({**values, "DAGSTER_HOME": str(home)})
+
+
+# -- helpers run in their own process --------------------------------------------------------
+def run_steps(dagster_home: Path) -> dict:
+    """The daily_job run recorded in the instance at `dagster_home` (the only one there)."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="daily_job"))
+        if not runs:
+            return {"runs": 0}
+        run = runs[0]
+        planned = run.step_keys_to_execute
+        if planned is None and run.execution_plan_snapshot_id:
+            snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+            planned = snapshot.step_keys_to_execute
+        stats = instance.get_run_step_stats(run.run_id)
+        return {
+            "runs": len(runs),
+            "run_id": run.run_id,
+            "run_status": run.status.value,
+            "tags": {k: v for k, v in run.tags.items() if k.startswith(("dagster/p", "progress/"))},
+            "planned_step_keys": sorted(planned or []),
+            "succeeded_step_keys": sorted(
+                s.step_key for s in stats if getattr(s.status, "value", s.status) == "SUCCESS"
+            ),
+        }
+
+
+def _table_rows(con, day: date) -> dict[str, dict[str, int]]:
+    out = {}
+    for name in HISTORY_TABLES:
+        total, dates, on_day = con.execute(
+            f"SELECT count(*), count(DISTINCT as_of_date), count(*) FILTER (as_of_date = ?) "
+            f"FROM marts.{name}",
+            [day],
+        ).fetchone()
+        out[name] = {"rows": total, "dates": dates, "rows_per_date": on_day}
+    return out
+
+
+def prepare_history(
+    source: Path, warehouse: Path, landing: Path, as_of: str, timezone: str, days: int
+) -> dict:
+    """A copy of `source` whose history tables hold `days` dates ending at as_of's date D.
+
+    D's rows are real: already in `source` (cmd_backfill_7d computed them) or made now with
+    `progress backfill --start D --end D`. Building 30 real days at L would take too long, so
+    every other date's rows are replaced by a copy of D's rows dated D-1 .. D-(days-1) (SQL):
+    the volume of 30 days, not their content.
+    """
+    import time
+
+    import duckdb
+
+    day = as_of_day(as_of)
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    for path in warehouse.parent.glob(warehouse.name + "*"):
+        if path.is_file():
+            path.unlink()
+    shutil.copyfile(source, warehouse)
+    t0 = time.perf_counter()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        have = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'"
+            ).fetchall()
+        }
+        real = set(HISTORY_TABLES) <= have and bool(
+            con.execute(
+                "SELECT count(*) FROM marts.lecture_progress_daily WHERE as_of_date = ?", [day]
+            ).fetchone()[0]
+        )
+    backfill_seconds = None
+    if not real:
+        cmd = [tool("progress"), "backfill", "--start", day.isoformat(), "--end", day.isoformat()]
+        cmd += ["--landing", str(landing), "--warehouse", str(warehouse), "--timezone", timezone]
+        t1 = time.perf_counter()
+        done = subprocess.run(cmd, env=user_env(), capture_output=True, text=True, check=False)
+        backfill_seconds = round(time.perf_counter() - t1, 3)
+        if done.returncode != 0:
+            tail = [line for line in done.stderr.splitlines() if line.strip()]
+            raise RuntimeError(f"progress backfill of {day}: {tail[-1] if tail else 'failed'}")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("BEGIN TRANSACTION")
+        for name in HISTORY_TABLES:
+            con.execute(f"DELETE FROM marts.{name} WHERE as_of_date <> ?", [day])
+            for back in range(1, days):
+                con.execute(
+                    f"INSERT INTO marts.{name} SELECT * REPLACE (CAST(as_of_date - "
+                    f"INTERVAL {back} DAY AS DATE) AS as_of_date) FROM marts.{name} "
+                    "WHERE as_of_date = ?",
+                    [day],
+                )
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+        rows = _table_rows(con, day)
+    return {
+        "history_days": days,
+        "real_day": day.isoformat(),
+        "real_day_source": "source warehouse" if real else "progress backfill",
+        "backfill_seconds": backfill_seconds,
+        "setup_seconds": round(time.perf_counter() - t0, 3),
+        "history_rows": rows,
+        "warehouse_bytes_before": warehouse.stat().st_size,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipelines.bench.commands")
+    sub = p.add_subparsers(dest="what", required=True)
+    steps = sub.add_parser("steps")
+    steps.add_argument("--dagster-home", required=True)
+    prep = sub.add_parser("prepare-history")
+    for name in ("--source", "--warehouse", "--landing", "--as-of", "--tz"):
+        prep.add_argument(name, required=True)
+    prep.add_argument("--days", type=int, default=HISTORY_DAYS)
+    a = p.parse_args(argv)
+    try:
+        if a.what == "steps":
+            out = run_steps(Path(a.dagster_home))
+        else:
+            out = prepare_history(
+                Path(a.source), Path(a.warehouse), Path(a.landing), a.as_of, a.tz, a.days
+            )
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{type(exc).__name__}: {first}".rstrip(": "), file=sys.stderr)
+        return 1
+    print(json.dumps(out, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
