@@ -1,5 +1,7 @@
 """`progress bench` at a tiny size: every stage runs, the SQL peer and the per-event replay are
-really compared with the pipeline's marts, and the JSON has exactly the documented keys."""
+really compared with the pipeline's marts, the command stages run the commands users run (the
+daily job: the schedule's run), the process-tree measurement counts children, and the JSON has
+exactly the documented keys."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
@@ -16,13 +21,24 @@ import typer
 from typer.testing import CliRunner
 
 from pipelines.bench import AS_OF, TIERS, Tier
-from pipelines.bench.runner import BenchError, run_bench
+from pipelines.bench.commands import COMMAND_STAGES, HISTORY_DAYS, daily_partition
+from pipelines.bench.measure import measure
+from pipelines.bench.runner import BenchError, run_bench, run_command
 from pipelines.bench.sql_peer import PeerMismatch, compare_tables, statements, verify_peer
 from pipelines.cli_bench import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Tier("T", enrollments=300, academies=2, per_event=True, per_event_events=None)
-STAGES = ("lower_bound", "ingest", "marts", "sql_peer", "e2e", "exports", "per_event")
+STAGES = (
+    "lower_bound",
+    "ingest",
+    "marts",
+    "sql_peer",
+    "e2e",
+    "exports",
+    "per_event",
+    *COMMAND_STAGES,
+)
 # objects whose keys are data (tables, steps, statements), documented as one key each
 LEAVES = {
     "machine.packages",
@@ -38,6 +54,8 @@ LEAVES = {
     "stages.*.details.table_rows",
     "stages.*.details.sqlite_pragmas",
     "stages.*.details.compared_rows",
+    "stages.*.details.tags",
+    "stages.*.details.history_rows",
 }
 
 
@@ -93,6 +111,8 @@ def test_json_has_exactly_the_documented_keys(bench_run):
     for path in _documented():
         if path.startswith("stages.<stage>."):
             expanded |= {path.replace("<stage>", s) for s in STAGES}
+        elif path.startswith("stages.<cmd>."):
+            expanded |= {path.replace("<cmd>", s) for s in COMMAND_STAGES}
         else:
             expanded.add(path)
     actual = _paths(result)
@@ -228,3 +248,156 @@ def test_failed_stage_fails_the_bench_in_one_line(tmp_path):
         run_bench(
             tier, tmp_path / "F.json", base=tmp_path, stages=("ingest", "marts"), as_of="not a time"
         )
+
+
+# -- the commands users run ------------------------------------------------------------------
+def test_command_stages_run_the_commands(bench_run):
+    result, _, work = bench_run
+    stages = result["stages"]
+    for name in COMMAND_STAGES:
+        d = stages[name]["details"]
+        assert d["exit_code"] == 0, stages[name]
+        # the whole process, started from the shell: the console script, not a python -m
+        assert d["command"].split()[0].endswith(("/progress", "/dagster")), d["command"]
+        assert stages[name]["peak_rss_mb"] == max(
+            d["tree_peak_rss_mb"], d["top_maxrss_mb"], d["children_maxrss_mb"]
+        )
+        assert d["rss_samples"] >= 1 and d["max_processes"] >= 1
+        assert stages[name]["seconds"] == stages[name]["process_seconds"] > 0
+    assert " run --landing " in stages["cmd_run"]["details"]["command"]
+    assert "--as-of '2026-11-25 06:00:00'" in stages["cmd_run"]["details"]["command"]
+    backfill = stages["cmd_backfill_7d"]["details"]["command"]
+    assert "--start 2026-11-19 --end 2026-11-25" in backfill
+    assert stages["cmd_export"]["details"]["files"] > 0
+    assert (work / "cmd" / "exports" / "manifest.json").is_file()
+    assert stages["cmd_report"]["details"]["bytes"] == (work / "cmd" / "report.html").stat().st_size
+    # the second run: on a warehouse holding 30 dates, as many rows per date as the real one
+    second = stages["cmd_second_run"]
+    assert "computed for real" in second["note"] and "copied" in second["note"]
+    for table, counts in second["details"]["history_rows"].items():
+        assert counts["dates"] == HISTORY_DAYS, table
+        assert counts["rows"] == HISTORY_DAYS * counts["rows_per_date"], table
+    assert second["details"]["history_rows"]["lecture_progress_daily"]["rows_per_date"] > 0
+    assert second["details"]["warehouse_bytes_before"] > 0
+    with duckdb.connect(str(work / "cmd" / "history" / "warehouse.duckdb"), read_only=True) as con:
+        (dates,) = con.execute(
+            "SELECT count(DISTINCT as_of_date) FROM marts.lecture_progress_daily"
+        ).fetchone()
+    assert dates == HISTORY_DAYS
+    assert result["ratios"]["second_run_over_first"] == round(
+        second["seconds"] / stages["cmd_run"]["seconds"], 4
+    )
+    targets = {t["target"]: t for t in result["targets"]}
+    for words in (
+        "progress run: wall <= 60 s",
+        "progress report: peak RSS (process tree) <= 2048 MB",
+    ):
+        assert targets[words]["value"] is not None and targets[words]["binding"] is False
+    assert targets["second progress run (30 days of history) / first <= 1.10"]["value"] > 0
+
+
+def test_daily_job_stage_runs_what_the_schedule_requests(bench_run, monkeypatch):
+    """The schedule, evaluated at the bench's as-of, requests the run the stage executed:
+    same job, partition and tags, and the same plan of steps (all of which succeeded)."""
+    result, _, work = bench_run
+    d = result["stages"]["cmd_daily_job"]["details"]
+    for key in ("PROGRESS_LANDING", "PROGRESS_WAREHOUSE", "PROGRESS_TIMEZONE"):
+        monkeypatch.setenv(key, str(work / "x"))  # the definitions need them to build a plan
+    import dagster as dg
+    from dagster._core.execution.api import create_execution_plan
+
+    from pipelines.definitions import defs
+
+    repo = defs.get_repository_def()
+    schedule = repo.get_schedule_def("daily_schedule")
+    when = datetime.fromisoformat(AS_OF).replace(tzinfo=ZoneInfo("Asia/Seoul"))
+    context = dg.build_schedule_context(scheduled_execution_time=when, repository_def=repo)
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert schedule.job_name == "daily_job" and " -j daily_job " in d["command"]
+    assert request.partition_key == d["partition"] == daily_partition(AS_OF) == "2026-11-24"
+    assert not request.run_config and request.asset_selection is None
+    assert {k: request.tags[k] for k in d["tags"] if k != "dagster/partition"} == {
+        k: v for k, v in d["tags"].items() if k != "dagster/partition"
+    }
+    job = defs.resolve_job_def(schedule.job_name)
+    expected = create_execution_plan(job, run_config={}, tags=request.tags).step_keys_to_execute
+    assert d["planned_step_keys"] == sorted(expected)
+    assert d["succeeded_step_keys"] == sorted(expected) and d["run_status"] == "SUCCESS"
+    assert "history_marts" in expected and "progress_marts" in expected
+
+
+CHILD = "import sys, time; a = bytearray({mb} * 2**20); a[::4096] = b'x' * len(a[::4096]); "
+
+
+def test_tree_rss_counts_children(tmp_path):
+    """A parent of two children holding 150 MB each at the same time: the tree-sum peak is
+    >= 300 MB, where ru_maxrss (the largest single process) sees ~150 MB; one child of 200 MB
+    is counted whole."""
+    one = CHILD.format(mb=200) + "time.sleep(0.5)"
+    parent = (
+        f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {one!r}]); p.wait()"
+    )
+    got = measure([sys.executable, "-c", parent])
+    assert got["status"] == "ok" and got["tree_peak_rss_mb"] >= 200, got
+    assert got["max_processes"] == 2
+    two = CHILD.format(mb=150) + "time.sleep(1.0)"
+    parent = (
+        "import subprocess, sys; "
+        f"ps = [subprocess.Popen([sys.executable, '-c', {two!r}]) for _ in range(2)]; "
+        "[p.wait() for p in ps]"
+    )
+    # through the wrapper, as the bench runs commands: RUSAGE_CHILDREN is this command's alone
+    stage = run_command("cmd_two", [sys.executable, "-c", parent], tmp_path)
+    d = stage["details"]
+    assert stage["status"] == "ok" and d["tree_peak_rss_mb"] >= 300, stage
+    # the kernel's figures: the largest single process, not the tree
+    assert d["top_maxrss_mb"] < 250 and d["children_maxrss_mb"] < 250
+    assert stage["peak_rss_mb"] == d["tree_peak_rss_mb"] and d["max_processes"] == 3
+
+
+def test_failing_command_reports_its_last_stderr_line(tmp_path):
+    code = (
+        "import sys; print('starting', file=sys.stderr); "
+        "print('error: the landing folder has no extracts', file=sys.stderr); sys.exit(2)"
+    )
+    stage = run_command("cmd_fails", [sys.executable, "-c", code], tmp_path)
+    assert stage["status"] == "failed" and stage["seconds"] is None
+    assert stage["details"]["exit_code"] == 2
+    assert stage["error"] == "exit code 2: error: the landing folder has no extracts"
+
+
+def test_watchdog_kills_the_whole_tree(tmp_path):
+    """Over the limit, the grandchild holding the memory is killed with its parents."""
+    pid_file = tmp_path / "grandchild.pid"
+    grandchild = (
+        f"import os, pathlib; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
+        + CHILD.format(mb=400)
+        + "time.sleep(60)"
+    )
+    parent = (
+        f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {grandchild!r}]).wait()"
+    )
+    start = time.perf_counter()
+    stage = run_command("cmd_big", [sys.executable, "-c", parent], tmp_path, max_rss_gb=0.25)
+    assert time.perf_counter() - start < 30
+    assert stage["status"] == "failed" and "over the 0.25 GB limit" in stage["error"]
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10  # freeing 400 MB after SIGKILL takes a moment
+    while not _gone_or_zombie(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone_or_zombie(pid)
+
+
+def _gone_or_zombie(pid: int) -> bool:
+    """Dead: no such process, or a zombie waiting for a reaper (an orphan whose reaper, PID 1
+    of a container, may be slow)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    with pytest.raises(BenchError, match="unknown stage"):
+        run_bench(TINY, tmp_path / "T.json", base=tmp_path, stages=("cmd_nope",))
