@@ -17,6 +17,7 @@ from pipelines.cli_evaluate import evaluate
 from pipelines.cli_history import alerts, alerts_table, backfill
 from pipelines.cli_sql import sql
 from pipelines.core.landing import DEFAULT_LANDING
+from pipelines.core.vocabulary import RISK_LEVELS
 from pipelines.exit_codes import ExitCode, Interrupted, fail, install_interrupt_handlers, one_line
 
 app = typer.Typer(
@@ -167,7 +168,7 @@ def _run_json(report, warehouse: Path, alerts) -> dict:
         "ledger": report.ledger,
         "quarantine_reasons": report.quarantine_reasons,
         "refused_files": report.refused_files,
-        "risk_levels": {k: report.risk_levels.get(k, 0) for k in ("NORMAL", "WARNING", "DANGER")},
+        "risk_levels": {k: report.risk_levels.get(k, 0) for k in RISK_LEVELS},
         "alerts": alerts.alerts.to_dicts() if alerts is not None else None,
         "warnings": report.warnings,
     }
@@ -293,9 +294,7 @@ def _print_run(report, warehouse: Path, alerts, verbose: bool) -> None:
         f"{len(report.refused_files)} refused files",
         highlight=False,
     )
-    levels = " · ".join(
-        f"{report.risk_levels.get(k, 0):,} {k}" for k in ("NORMAL", "WARNING", "DANGER")
-    )
+    levels = " · ".join(f"{report.risk_levels.get(k, 0):,} {k}" for k in RISK_LEVELS)
     console.print(f"risk (enrollments): {levels}", highlight=False)
     if verbose:
         rows = Table("table", "rows", title="tables")

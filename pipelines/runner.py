@@ -183,14 +183,10 @@ def _summarize(report: RunReport, warehouse: Path) -> None:
     import duckdb
 
     from pipelines.core.contract import TABLES
+    from pipelines.core.warehouse import table_rows
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"
-        ).fetchall()
-        for schema, table in tables:
-            (count,) = con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()
-            report.table_rows[f"{schema}.{table}"] = count
+        report.table_rows.update(table_rows(con))
         for table in TABLES:
             rows = con.execute(
                 f"SELECT _reason, count(*) FROM quarantine.{table} GROUP BY 1 ORDER BY 1"

@@ -50,12 +50,13 @@ from .marts import (
     session_calendar,
     session_progress,
 )
-from .warehouse import TableDoc, document_table, transaction
+from .vocabulary import FLAGGED_LEVELS
+from .warehouse import TableDoc, document_table, registered, transaction
 
 E = "enrollment_id"
 PRECISION_FLOOR = 0.9  # "the best recall at precision >= 0.9" that evaluate and the report name
 SWEEP_MAX = 6  # the sweep: every pair 1 <= warning_streak <= danger_streak <= SWEEP_MAX
-EVALUATED_LEVELS = ("WARNING", "DANGER")  # WARNING means WARNING or higher
+EVALUATED_LEVELS = FLAGGED_LEVELS  # WARNING means WARNING or higher
 SCOPES = ("all", "academy", "lecture")
 POSITIVE, NEGATIVE, WITHDRAWN = "FAIL", "PASS", "WITHDRAWN"
 COUNTS = ["population", "tp", "fp", "fn", "tn"]
@@ -413,17 +414,14 @@ def replace_as_of(
         raise ValueError(f"{TABLE}: {stray.height} rows are of another as_of than {instants}")
     with transaction(con):
         con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-        con.register("_incoming", frame.select(RULE_EVALUATION_COLUMNS).to_arrow())
-        try:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} AS SELECT * FROM _incoming LIMIT 0")
+        with registered(con, frame.select(RULE_EVALUATION_COLUMNS)) as incoming:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} AS SELECT * FROM {incoming} LIMIT 0")
             if instants:
                 con.execute(
                     f"DELETE FROM {TABLE} WHERE as_of IN (SELECT unnest(?::TIMESTAMP[]))",
                     [instants],
                 )
-                con.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM _incoming")
-        finally:
-            con.unregister("_incoming")
+                con.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM {incoming}")
         if doc is not None:
             document_table(con, TABLE, doc)
 

@@ -9,7 +9,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model import DataFrameModel
 
-from .schemas import RISK_LEVELS, RISK_RULES, LectureProgress, ReasonFromRule, Timestamp
+from .schemas import LectureProgress, ReasonFromRule, Timestamp, dataframe_check
+from .vocabulary import FLAGGED_LEVELS, LEVEL_RANK, RISK_RULES
 
 __all__ = [
     "HISTORY_MODELS",
@@ -48,7 +49,7 @@ class LectureProgressDaily(LectureProgress, _AsOfDate):
         )
     )
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="calculated_at_is_end_of_day",
         error="calculated_at must be as_of_date 23:59:59",
     )
@@ -98,7 +99,7 @@ class RiskDailySummary(_HistoryModel):
         ),
     )
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="risk_counts_sum_to_active",
         error="normal_count + warning_count + danger_count must equal active_enrollments "
         "<= enrollments",
@@ -134,7 +135,7 @@ class RiskAlerts(_HistoryModel, ReasonFromRule):
         ),
     )
     risk_level: pl.String = pa.Field(
-        isin=[level for level in RISK_LEVELS if level != "NORMAL"],
+        isin=list(FLAGGED_LEVELS),
         description=(
             "risk_level as of as_of_date 23:59:59: WARNING or DANGER, higher than "
             "previous_level (NORMAL->WARNING, NORMAL->DANGER or WARNING->DANGER)."
@@ -165,10 +166,10 @@ class RiskAlerts(_HistoryModel, ReasonFromRule):
         description="The last held session as of as_of_date (where an AUTO_RISK clinic goes).",
     )
 
-    @pa.dataframe_check(name="level_rose", error="risk_level must be above previous_level")
+    @dataframe_check(name="level_rose", error="risk_level must be above previous_level")
     @classmethod
     def _rose_rule(cls, data) -> pl.LazyFrame:
-        rank = {"NORMAL": 0, "WARNING": 1, "DANGER": 2}
+        rank = LEVEL_RANK
         return data.lazyframe.select(
             pl.col("risk_level").replace_strict(rank, return_dtype=pl.Int8)
             > pl.col("previous_level").replace_strict(rank, return_dtype=pl.Int8)

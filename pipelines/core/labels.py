@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import polars as pl
 
+from .vocabulary import DANGER, INCOMPLETE, LOW_SCORE, NORMAL, WARNING
+
 # (domain, code, label_ko, label_en)
 LABELS: list[tuple[str, str, str, str]] = [
-    ("risk_level", "NORMAL", "정상", "Normal"),
-    ("risk_level", "WARNING", "주의", "Warning"),
-    ("risk_level", "DANGER", "위험", "Danger"),
-    ("risk_rule", "CONSECUTIVE_INCOMPLETE", "연속 미완료", "Consecutive incomplete sessions"),
-    ("risk_rule", "CONSECUTIVE_LOW_SCORE", "연속 저점수", "Consecutive low exam scores"),
+    ("risk_level", NORMAL, "정상", "Normal"),
+    ("risk_level", WARNING, "주의", "Warning"),
+    ("risk_level", DANGER, "위험", "Danger"),
+    ("risk_rule", INCOMPLETE, "연속 미완료", "Consecutive incomplete sessions"),
+    ("risk_rule", LOW_SCORE, "연속 저점수", "Consecutive low exam scores"),
     ("clinic_reason", "AUTO_FAILED", "자동(차시 미통과)", "Automatic (session not passed)"),
     ("clinic_reason", "AUTO_RISK", "자동(위험 학생)", "Automatic (student at risk)"),
     ("clinic_reason", "MANUAL_REQUEST", "수동 요청", "Manual request"),

@@ -23,12 +23,11 @@ from datetime import datetime
 import polars as pl
 
 from .contract import DEFAULT_POLICY, EVENT_TABLES
+from .vocabulary import INCOMPLETE, LOW_SCORE, REASON_TEMPLATES
+from .vocabulary import RISK_LEVELS as LEVELS
 
 E, S = "enrollment_id", "session_id"
 KEY = "_pair"  # the packed (enrollment, session) key, see PairKey
-LEVELS = ("NORMAL", "WARNING", "DANGER")
-INCOMPLETE, LOW_SCORE = "CONSECUTIVE_INCOMPLETE", "CONSECUTIVE_LOW_SCORE"
-REASON_TEMPLATES = {INCOMPLETE: "연속 {}차시 미완료", LOW_SCORE: "연속 {}회 저점수"}
 
 # The only raw columns build_marts reads: a caller may read just these (lineage columns and
 # titles are never used, and `_source_file` alone is most of an event table's bytes).

@@ -42,6 +42,7 @@ import polars as pl
 from filelock import FileLock, Timeout
 
 from .paths import rejected_path, resolve_warehouse
+from .warehouse import TableDoc, document_table, table_rows, transaction
 
 PUBLICATION_TABLE = "marts.publication"
 PUBLICATION_DDL = f"""
@@ -53,18 +54,20 @@ CREATE TABLE IF NOT EXISTS {PUBLICATION_TABLE} (
     table_rows VARCHAR,
     content_hashes VARCHAR
 )"""
-PUBLICATION_COMMENTS = {
-    "": "One row per publication of this warehouse file, newest last: which run published it, "
+PUBLICATION_DOC = TableDoc(
+    "One row per publication of this warehouse file, newest last: which run published it, "
     "as of when its marts were computed, and the row counts and content hashes of its tables.",
-    "run_id": "Dagster run id that published this file.",
-    "published_at": "Wall-clock time (UTC) of the atomic swap.",
-    "as_of": "The as-of instant (local time) of the marts in this publication.",
-    "marts_refreshed": "False when the run did not compute the current marts (a history-only "
-    "run) and kept the previous ones.",
-    "table_rows": "JSON object: table -> row count at publication.",
-    "content_hashes": "JSON object: mart -> order-independent content hash (same extracts and "
-    "as-of give the same hash).",
-}
+    {
+        "run_id": "Dagster run id that published this file.",
+        "published_at": "Wall-clock time (UTC) of the atomic swap.",
+        "as_of": "The as-of instant (local time) of the marts in this publication.",
+        "marts_refreshed": "False when the run did not compute the current marts (a history-only "
+        "run) and kept the previous ones.",
+        "table_rows": "JSON object: table -> row count at publication.",
+        "content_hashes": "JSON object: mart -> order-independent content hash (same extracts and "
+        "as-of give the same hash).",
+    },
+)
 REJECTION_TABLE = "marts.rejection"
 
 
@@ -303,17 +306,6 @@ class Publication:
     content_hashes: dict[str, str]
 
 
-def _table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    rows = {}
-    for schema, table in con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"
-    ).fetchall():
-        rows[f"{schema}.{table}"] = con.execute(
-            f'SELECT count(*) FROM "{schema}"."{table}"'
-        ).fetchone()[0]
-    return rows
-
-
 def publish(warehouse: Path, publication: Publication, run_id: str = "") -> dict[str, int]:
     """Record the publication in the staging file, then atomically swap it into place.
 
@@ -344,33 +336,28 @@ def publish(warehouse: Path, publication: Publication, run_id: str = "") -> dict
 
 def _record(staging: Path, publication: Publication) -> dict[str, int]:
     with duckdb.connect(str(staging)) as con:
-        con.execute("BEGIN TRANSACTION")
-        con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-        con.execute(PUBLICATION_DDL)
-        for column, text in PUBLICATION_COMMENTS.items():
-            target = (
-                f"COLUMN {PUBLICATION_TABLE}.{column}" if column else f"TABLE {PUBLICATION_TABLE}"
+        with transaction(con):
+            con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+            con.execute(PUBLICATION_DDL)
+            document_table(con, PUBLICATION_TABLE, PUBLICATION_DOC)
+            previous = con.execute(
+                f"SELECT as_of, content_hashes FROM {PUBLICATION_TABLE} "
+                "ORDER BY published_at DESC LIMIT 1"
+            ).fetchone()
+            as_of, hashes = publication.as_of, publication.content_hashes
+            if not publication.marts_refreshed and previous:  # the marts are the previous ones
+                as_of, hashes = previous[0], json.loads(previous[1] or "{}")
+            rows = table_rows(con)
+            rows[PUBLICATION_TABLE] = rows.get(PUBLICATION_TABLE, 0) + 1
+            con.execute(
+                f"INSERT INTO {PUBLICATION_TABLE} VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?)",
+                [
+                    publication.run_id,
+                    as_of,
+                    publication.marts_refreshed,
+                    json.dumps(rows, sort_keys=True),
+                    json.dumps(hashes, sort_keys=True),
+                ],
             )
-            con.execute(f"COMMENT ON {target} IS '{text.replace(chr(39), chr(39) * 2)}'")
-        previous = con.execute(
-            f"SELECT as_of, content_hashes FROM {PUBLICATION_TABLE} "
-            "ORDER BY published_at DESC LIMIT 1"
-        ).fetchone()
-        as_of, hashes = publication.as_of, publication.content_hashes
-        if not publication.marts_refreshed and previous:  # the marts are still the previous ones
-            as_of, hashes = previous[0], json.loads(previous[1] or "{}")
-        rows = _table_rows(con)
-        rows[PUBLICATION_TABLE] = rows.get(PUBLICATION_TABLE, 0) + 1
-        con.execute(
-            f"INSERT INTO {PUBLICATION_TABLE} VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?)",
-            [
-                publication.run_id,
-                as_of,
-                publication.marts_refreshed,
-                json.dumps(rows, sort_keys=True),
-                json.dumps(hashes, sort_keys=True),
-            ],
-        )
-        con.execute("COMMIT")
         con.execute("CHECKPOINT")
     return rows

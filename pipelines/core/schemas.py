@@ -41,12 +41,11 @@ from .contract import (
 from .evaluation import EVALUATED_LEVELS, RULE_EVALUATION_KEY, SCOPES
 from .keys import duplicated_rows
 from .marts import risk_reason
+from .vocabulary import FLAGGED_LEVELS, RISK_LEVELS, RISK_RULES
 
 __all__ = [
     "MART_MODELS",
     "RAW_MODELS",
-    "RISK_LEVELS",
-    "RISK_RULES",
     "ClinicLinks",
     "DimLabels",
     "LectureProgress",
@@ -64,6 +63,7 @@ __all__ = [
     "SessionProgress",
     "Timestamp",
     "column_descriptions",
+    "dataframe_check",
     "quarantine_model",
     "quarantine_models",
     "table_description",
@@ -74,8 +74,6 @@ __all__ = [
 # Pandera maps the Annotated metadata onto pl.Datetime(time_unit, time_zone).
 Timestamp = Annotated[pl.Datetime, "us", None]
 
-RISK_LEVELS = ("NORMAL", "WARNING", "DANGER")
-RISK_RULES = ("CONSECUTIVE_INCOMPLETE", "CONSECUTIVE_LOW_SCORE")
 
 LOCAL = "naive local time in the pipeline's configured zone (default Asia/Seoul)"
 SOURCE_FILE = (
@@ -96,14 +94,32 @@ EVENT_NOTE = (
 )
 
 
+def dataframe_check(*, name: str, **kwargs):
+    """`pa.dataframe_check` whose check keeps its name in every model that inherits it.
+
+    Pandera 0.35's CheckInfo.to_check pops `name` from the shared check info when the first
+    model using it builds its schema; a model built later (a subclass such as
+    LectureProgressDaily, or the parent when the subclass came first) falls back to the
+    function's __name__ (measured: `_rule_rule` instead of `risk_rule_null_iff_normal` after
+    importing the history models first). Naming the function after the check gives both the same.
+    """
+
+    def decorate(method):
+        function = method.__func__ if isinstance(method, classmethod) else method
+        function.__name__ = name
+        return pa.dataframe_check(name=name, **kwargs)(classmethod(function))
+
+    return decorate
+
+
 def _finite(*columns: str):
     """A column check: float values are finite (NaN and Infinity break the contract)."""
 
-    def check(cls, data) -> pl.LazyFrame:
+    def finite(cls, data) -> pl.LazyFrame:  # named as the check (see dataframe_check)
         return data.lazyframe.select(pl.col(data.key).is_finite())
 
     return pa.check(*columns, name="finite", error="must be a finite number (not NaN or infinite)")(
-        classmethod(check)
+        classmethod(finite)
     )
 
 
@@ -667,7 +683,7 @@ class SessionProgress(_ContractModel):
 
     _finite_score = _finite("exam_score")
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="completed_is_all_three_passed",
         error="completed must equal video_completed and exam_passed and homework_passed",
     )
@@ -676,7 +692,7 @@ class SessionProgress(_ContractModel):
         all_passed = pl.col("video_completed") & pl.col("exam_passed") & pl.col("homework_passed")
         return data.lazyframe.select(pl.col("completed") == all_passed)
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="completed_at_only_when_completed",
         error="completed_at must be null when completed is false",
     )
@@ -684,7 +700,7 @@ class SessionProgress(_ContractModel):
     def _completed_at_rule(cls, data) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("completed") | pl.col("completed_at").is_null())
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="not_applicable_passes",
         error="exam_passed / homework_passed must be true when not applicable",
     )
@@ -695,7 +711,7 @@ class SessionProgress(_ContractModel):
             & (pl.col("homework_applicable") | pl.col("homework_passed"))
         )
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="offline_completes_video", error="video_completed must be true when offline"
     )
     @classmethod
@@ -812,7 +828,7 @@ class LectureProgress(_ContractModel):
 
     _finite_score = _finite("avg_exam_score")
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="risk_rule_null_iff_normal", error="risk_rule must be null exactly when NORMAL"
     )
     @classmethod
@@ -821,7 +837,7 @@ class LectureProgress(_ContractModel):
             (pl.col("risk_level") == "NORMAL") == pl.col("risk_rule").is_null()
         )
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="inactive_is_normal", error="an enrollment that is not ACTIVE must be NORMAL"
     )
     @classmethod
@@ -830,7 +846,7 @@ class LectureProgress(_ContractModel):
             (pl.col("status") == "ACTIVE") | (pl.col("risk_level") == "NORMAL")
         )
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="session_counts_consistent",
         error=(
             "need held_sessions <= total_sessions, completed_sessions <= total_sessions, "
@@ -845,7 +861,7 @@ class LectureProgress(_ContractModel):
             & (pl.col("failed_sessions") <= pl.col("held_sessions"))
         )
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="last_session_iff_held",
         error="last_session_id must be null exactly when no session is held",
     )
@@ -865,7 +881,7 @@ class LectureProgress(_ContractModel):
 class ReasonFromRule(DataFrameModel):
     """Mixin: `reason` is the Korean text of `rule` with its `streak` (risk_log, risk_alerts)."""
 
-    @pa.dataframe_check(
+    @dataframe_check(
         name="reason_matches_rule_and_streak",
         error="reason must be the rule's text with the streak",
     )
@@ -893,7 +909,7 @@ class RiskLog(_ContractModel, ReasonFromRule):
         description="Planned date of the session; null means the session counts as held.",
     )
     risk_level: pl.String = pa.Field(
-        isin=["WARNING", "DANGER"],
+        isin=list(FLAGGED_LEVELS),
         description=(
             "WARNING or DANGER: the level after session k. "
             + _RISK_LEVEL.replace("For ACTIVE enrollments, the", "The")
@@ -968,7 +984,7 @@ class ClinicLinks(_ContractModel):
         ),
     )
 
-    @pa.dataframe_check(name="is_auto_matches_reason", error="is_auto must be reason AUTO_*")
+    @dataframe_check(name="is_auto_matches_reason", error="is_auto must be reason AUTO_*")
     @classmethod
     def _is_auto_rule(cls, data) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("is_auto") == pl.col("reason").str.starts_with("AUTO_"))
@@ -1084,18 +1100,18 @@ class RuleEvaluation(_ContractModel):
         "Negative when the outcome was decided before the enrollment was first flagged.",
     )
 
-    @pa.dataframe_check(name="counts_add_up", error="tp + fp + fn + tn must equal population")
+    @dataframe_check(name="counts_add_up", error="tp + fp + fn + tn must equal population")
     @classmethod
     def _counts_rule(cls, data) -> pl.LazyFrame:
         total = pl.col("tp") + pl.col("fp") + pl.col("fn") + pl.col("tn")
         return data.lazyframe.select(total == pl.col("population"))
 
-    @pa.dataframe_check(name="ordered_thresholds", error="warning_streak must be <= danger_streak")
+    @dataframe_check(name="ordered_thresholds", error="warning_streak must be <= danger_streak")
     @classmethod
     def _thresholds_rule(cls, data) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("warning_streak") <= pl.col("danger_streak"))
 
-    @pa.dataframe_check(name="scope_id_iff_not_all", error="scope_id is null exactly for all")
+    @dataframe_check(name="scope_id_iff_not_all", error="scope_id is null exactly for all")
     @classmethod
     def _scope_rule(cls, data) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("scope_id").is_null() == (pl.col("scope") == "all"))

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from .marts import INCOMPLETE, LOW_SCORE, REASON_TEMPLATES
+from .vocabulary import FLAGGED_LEVELS, INCOMPLETE, LOW_SCORE, REASON_TEMPLATES, level_rank_sql
+from .warehouse import TableDoc, column_names, document_table, ident, literal, target, transaction
 
 SCHEMA = "marts"
 
@@ -120,7 +121,7 @@ LEFT JOIN raw.lectures AS lec ON lec.lecture_id = lp.lecture_id
 LEFT JOIN raw.sessions AS ses ON ses.session_id = lp.last_session_id
 {_label("rl", "risk_level", "lp.risk_level")}
 {_label("rr", "risk_rule", "lp.risk_rule")}
-WHERE lp.risk_level IN ('WARNING', 'DANGER')
+WHERE lp.risk_level IN ({", ".join(map(literal, FLAGGED_LEVELS))})
 """,
     order_by=(
         "(risk_level = 'DANGER') DESC, streak DESC, days_since_last_activity DESC NULLS FIRST, "
@@ -531,11 +532,8 @@ students AS (
         student_id,
         string_agg(DISTINCT CAST(enrollment_id AS VARCHAR), ', ') AS enrollment_ids,
         arg_max(status_ko, status = 'ACTIVE') AS status_ko,
-        arg_max(risk_level, CASE risk_level WHEN 'DANGER' THEN 2 WHEN 'WARNING' THEN 1 ELSE 0 END)
-            AS risk_level,
-        arg_max(risk_level_ko,
-                CASE risk_level WHEN 'DANGER' THEN 2 WHEN 'WARNING' THEN 1 ELSE 0 END)
-            AS risk_level_ko,
+        arg_max(risk_level, {level_rank_sql("risk_level")}) AS risk_level,
+        arg_max(risk_level_ko, {level_rank_sql("risk_level")}) AS risk_level_ko,
         count(DISTINCT session_id) FILTER (WHERE NOT approved AND NOT in_progress)
             AS pending_sessions,
         string_agg(DISTINCT reason_ko, ', ') FILTER (WHERE NOT approved AND NOT in_progress)
@@ -605,14 +603,6 @@ VIEWS: dict[str, View] = {
 }
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def view_query(name: str) -> str:
     """The ordered SELECT of a view, usable on a read-only connection (no view needed)."""
     return VIEWS[name].sql
@@ -625,38 +615,24 @@ def create_views(con: duckdb.DuckDBPyConnection, count: bool = True) -> dict[str
     documented columns. Returns the row count of every view (empty with `count=False`: a
     caller that runs the views anyway counts them itself).
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    with transaction(con):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(SCHEMA)}")
         for view in VIEWS.values():
-            target = f"{SCHEMA}.{_ident(view.name)}"
-            con.execute(f"CREATE OR REPLACE VIEW {target} AS {view.sql}")
-            found = [
-                r[0]
-                for r in con.execute(
-                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
-                    "AND table_name = ? ORDER BY column_index",
-                    [SCHEMA, view.name],
-                ).fetchall()
-            ]
+            con.execute(f"CREATE OR REPLACE VIEW {target(view.qualified)} AS {view.sql}")
+            found = column_names(con, view.qualified)
             if found != list(view.columns):
                 raise ValueError(
                     f"{view.qualified}: columns {found} differ from the documented "
                     f"{list(view.columns)}"
                 )
-            con.execute(f"COMMENT ON VIEW {target} IS {_quote(view.description)}")
-            for column, text in view.columns.items():
-                con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
-        counts = (
+            document_table(
+                con, view.qualified, TableDoc(view.description, view.columns), kind="VIEW"
+            )
+        return (
             {
-                name: con.execute(f"SELECT count(*) FROM {SCHEMA}.{_ident(name)}").fetchone()[0]
-                for name in VIEWS
+                name: con.execute(f"SELECT count(*) FROM {target(view.qualified)}").fetchone()[0]
+                for name, view in VIEWS.items()
             }
             if count
             else {}
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return counts

@@ -1,8 +1,11 @@
-"""Publishing frames into the DuckDB warehouse: whole tables, replaced atomically.
+"""The one DuckDB layer of the pipeline: quoting, transactions, table existence and columns,
+COMMENT ON docs, and reading and writing whole frames.
 
-Every call replaces its tables inside one explicit transaction, so a reader sees either the
-previous tables or the new ones, never a half-written or empty table, and a failure leaves the
-previous tables as they were.
+Every module that writes or inspects the warehouse goes through these functions (the views,
+the publication record, the evaluation table, the assets), so a name is quoted one way and a
+write is atomic one way. Tables are replaced inside one explicit transaction, so a reader sees
+either the previous tables or the new ones, never a half-written or empty table, and a failure
+leaves the previous tables as they were.
 """
 
 from __future__ import annotations
@@ -26,12 +29,20 @@ class TableDoc:
     columns: dict[str, str] = field(default_factory=dict)
 
 
-def _quote(text: str) -> str:
+def literal(text: str) -> str:
+    """A SQL string literal (for statements that take no parameters, e.g. COMMENT ON)."""
     return "'" + text.replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def target(qualified: str) -> str:
+    """`schema.table` as a quoted SQL name."""
+    schema, table = qualified.split(".")
+    return f"{ident(schema)}.{ident(table)}"
 
 
 @contextmanager
@@ -53,35 +64,51 @@ def write_table(
     con: duckdb.DuckDBPyConnection, qualified: str, frame: pl.DataFrame, append: bool = False
 ) -> None:
     """Create (or replace) `schema.table` from a frame, or append the frame's rows to it."""
-    schema, table = qualified.split(".")
-    target = f"{_ident(schema)}.{_ident(table)}"
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-    con.register("_incoming", frame.to_arrow())
-    try:
+    schema = qualified.split(".")[0]
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+    with registered(con, frame) as incoming:
         if append:
-            con.execute(f"INSERT INTO {target} SELECT * FROM _incoming")
+            con.execute(f"INSERT INTO {target(qualified)} SELECT * FROM {incoming}")
         else:
-            con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _incoming")
+            con.execute(f"CREATE OR REPLACE TABLE {target(qualified)} AS SELECT * FROM {incoming}")
+
+
+@contextmanager
+def registered(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, name: str = "_incoming"
+) -> Iterator[str]:
+    """The frame readable by SQL as `name` for the duration of the block."""
+    con.register(name, frame.to_arrow())
+    try:
+        yield name
     finally:
-        con.unregister("_incoming")
+        con.unregister(name)
 
 
-def document_table(con: duckdb.DuckDBPyConnection, qualified: str, doc: TableDoc) -> None:
-    """COMMENT ON the table and each of its documented columns."""
+def column_names(con: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
+    """The columns of a stored table or view, in order (empty when it does not exist)."""
     schema, table = qualified.split(".")
-    target = f"{_ident(schema)}.{_ident(table)}"
-    columns = {
+    return [
         row[0]
         for row in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+            "ORDER BY column_index",
             [schema, table],
         ).fetchall()
-    }
+    ]
+
+
+def document_table(
+    con: duckdb.DuckDBPyConnection, qualified: str, doc: TableDoc, kind: str = "TABLE"
+) -> None:
+    """COMMENT ON the table (or `kind="VIEW"`) and each of its documented columns."""
+    name = target(qualified)
+    columns = set(column_names(con, qualified))
     if doc.description:
-        con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
+        con.execute(f"COMMENT ON {kind} {name} IS {literal(doc.description)}")
     for column, text in doc.columns.items():
         if column in columns:
-            con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
+            con.execute(f"COMMENT ON COLUMN {name}.{ident(column)} IS {literal(text)}")
 
 
 def replace_tables(
@@ -113,9 +140,8 @@ def read_table(
     params: list | None = None,
 ) -> pl.DataFrame:
     """A whole table, or only `columns` of it and rows matching `where` (with `params`)."""
-    schema, table = qualified.split(".")
-    selected = ", ".join(map(_ident, columns)) if columns else "*"
-    sql = f"SELECT {selected} FROM {_ident(schema)}.{_ident(table)}"
+    selected = ", ".join(map(ident, columns)) if columns else "*"
+    sql = f"SELECT {selected} FROM {target(qualified)}"
     return con.execute(sql + (f" WHERE {where}" if where else ""), params or []).pl()
 
 
@@ -128,6 +154,18 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     return bool(found and found[0])
 
 
+def table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The row count of every table of the file, as `schema.table` -> rows, in name order."""
+    return {
+        f"{schema}.{table}": con.execute(
+            f"SELECT count(*) FROM {target(f'{schema}.{table}')}"
+        ).fetchone()[0]
+        for schema, table in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"
+        ).fetchall()
+    }
+
+
 def stored_schema(con: duckdb.DuckDBPyConnection, qualified: str) -> pl.Schema:
     """The column names and types of a stored table as Polars reads them (no row is read)."""
-    return con.sql(f"SELECT * FROM {qualified} LIMIT 0").pl().schema
+    return con.sql(f"SELECT * FROM {target(qualified)} LIMIT 0").pl().schema
