@@ -1,4 +1,4 @@
-"""The rule evaluation asset (`marts.rule_evaluation`, contract §5) and the job that runs it.
+"""The rule evaluation asset (`marts.rule_evaluation`, contract §5).
 
 A thin shell around `pipelines.core.evaluation`: it reads the raw tables of this run's staging
 warehouse a bucket of enrollments at a time (as the marts do), evaluates every threshold pair in
@@ -8,7 +8,7 @@ How it stays fresh: the asset belongs to the `marts` group, so `progress_job` / 
 (and `progress run`) materialize it right after ingesting, as of the run's own as-of; it
 depends on `raw/outcomes`, so the landing-folder sensor's run after an outcomes delivery
 re-evaluates. Without outcomes it evaluates nothing and leaves the stored rows as they are
-(creating the empty table on first use). `evaluation_job` runs it alone for the instants given
+(creating the empty table on first use). `evaluation_job` (`pipelines.jobs`) runs it alone for the instants given
 in its config (`progress evaluate --as-of T ...`), from the raw tables already in the warehouse.
 """
 
@@ -30,7 +30,6 @@ from pipelines.core.parse import parse_instant
 from pipelines.core.schemas import RuleEvaluation, table_description
 from pipelines.core.warehouse import read_table, stored_schema, table_exists
 from pipelines.metadata import definition_metadata, frame_metadata, preview, table_doc
-from pipelines.operations import RUN_TAGS
 from pipelines.pandera_checks import schema_check_result, schema_failure
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
@@ -125,12 +124,3 @@ def rule_evaluation(
 
 
 evaluation_assets = [rule_evaluation]
-
-evaluation_job = dg.define_asset_job(
-    "evaluation_job",
-    selection=dg.AssetSelection.assets(KEY),
-    description="Evaluate the risk rules against the delivered outcomes as of the instants in "
-    "the config (`progress evaluate --as-of T`), from the raw tables in the warehouse, and "
-    "replace marts.rule_evaluation's rows of those instants.",
-    run_tags=RUN_TAGS,
-)

@@ -1,4 +1,9 @@
-"""The Dagster code location: every asset, check, job and resource of the pipeline.
+"""The Dagster code location: every asset, check, job, schedule, sensor and resource.
+
+Nothing is listed by hand: the assets are every asset defined in a module of `assets/`, the
+checks every check in a module of `checks/`, the jobs, schedules and sensors every one defined
+in `pipelines/jobs.py`, `pipelines/schedules.py` and `pipelines/sensors.py`. Defining one there
+registers it (tests/test_definitions.py fails if a definition is missing from `defs`).
 
 Resources read their settings from environment variables at run time (`dg.EnvVar`), never at
 import; `.env` at the project root gives the local defaults `dagster dev` picks up.
@@ -6,32 +11,32 @@ import; `.env` at the project root gives the local defaults `dagster dev` picks 
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
-from assets import all_assets
-from assets.evaluation import evaluation_job
-from assets.history import history_assets
-from checks import all_checks
-from checks.history_checks import history_checks
-from pipelines.operations import exports_job, history_jobs, ingest_job, progress_job
+import assets
+import checks
+from pipelines import jobs, schedules, sensors
 from pipelines.resources import ProgressSettings, WarehouseReader, WarehouseResource
-from pipelines.schedules import schedules
-from pipelines.sensors import sensors
 
-defs = dg.Definitions(
-    assets=[*all_assets, *history_assets],
-    asset_checks=[*all_checks, *history_checks],
-    jobs=[progress_job, ingest_job, *history_jobs, exports_job, evaluation_job],
-    schedules=schedules,
-    sensors=sensors,
-    resources={
-        "settings": ProgressSettings(
-            landing_dir=dg.EnvVar("PROGRESS_LANDING"),
-            timezone=dg.EnvVar("PROGRESS_TIMEZONE"),
-        ),
-        "warehouse": WarehouseResource(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
-        "warehouse_reader": WarehouseReader(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
-    },
-    # One process writes the DuckDB file: steps run one after another in the run's process.
-    executor=dg.in_process_executor,
-)
+MODULES = [*assets.modules(), *checks.modules(), jobs, schedules, sensors]
+
+# load_definitions_from_modules is marked preview in Dagster 1.13.27 (a PreviewWarning on every
+# load of the code location); the version is locked, and tests/test_definitions.py checks
+# that it finds every definition of these modules.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    defs = dg.load_definitions_from_modules(
+        MODULES,
+        resources={
+            "settings": ProgressSettings(
+                landing_dir=dg.EnvVar("PROGRESS_LANDING"),
+                timezone=dg.EnvVar("PROGRESS_TIMEZONE"),
+            ),
+            "warehouse": WarehouseResource(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
+            "warehouse_reader": WarehouseReader(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
+        },
+        # One process writes the DuckDB file: steps run one after another in the run's process.
+        executor=dg.in_process_executor,
+    )

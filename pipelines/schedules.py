@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from assets import core_assets
+import assets
 from assets.history import HISTORY_KEYS, HISTORY_START, HISTORY_TIMEZONE
-from pipelines.operations import daily_job
+from pipelines.jobs import daily_job
 from pipelines.timing import CRON_ENV, DEFAULT_CRON
 
 
@@ -30,7 +30,7 @@ def previous_day_partition(when: datetime) -> str | None:
 def current_asset_keys() -> list[dg.AssetKey]:
     """Every asset except the history ones: what a run without a history date materializes."""
     history = set(HISTORY_KEYS.values())
-    return [key for asset in core_assets for key in asset.keys if key not in history]
+    return [key for asset in assets.core_assets for key in asset.keys if key not in history]
 
 
 def daily_run_request(
@@ -69,4 +69,3 @@ def build_daily_schedule(cron: str | None = None) -> dg.ScheduleDefinition:
 
 
 daily_schedule = build_daily_schedule()
-schedules = [daily_schedule]

@@ -28,7 +28,7 @@ import dagster as dg
 from assets.history import HISTORY_TIMEZONE
 from pipelines.core.contract import TABLES
 from pipelines.core.extracts import find_files
-from pipelines.operations import daily_job, exports_job, progress_job
+from pipelines.jobs import daily_job, exports_job, progress_job
 from pipelines.resources import ProgressSettings
 from pipelines.schedules import daily_run_request
 
@@ -124,6 +124,3 @@ def exports_after_publication(context: dg.RunStatusSensorContext):
     return dg.RunRequest(
         run_key=f"exports-after-{run.run_id}", tags={"progress/published_by": run.run_id}
     )
-
-
-sensors = [landing_sensor, exports_after_publication]

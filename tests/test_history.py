@@ -15,10 +15,8 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from assets import all_assets
 from assets.history import DAILY_KEY, HISTORY_KEYS, history_assets
-from checks import all_checks
-from checks.history_checks import history_checks, history_violations, run_dates
+from checks.history_checks import history_violations, run_dates
 from pipelines.backfill import alerts_summary, run_backfill
 from pipelines.cli_history import alerts, alerts_table, backfill
 from pipelines.core.history import (
@@ -35,23 +33,13 @@ from pipelines.core.history_schemas import HISTORY_MODELS
 from pipelines.core.ingest import ingest_all
 from pipelines.core.marts import build_marts
 from pipelines.core.schemas import validate
+from pipelines.definitions import defs
 from pipelines.exit_codes import ExitCode
-from pipelines.operations import (
-    HISTORY_GROUP,
-    MARTS_FRESHNESS,
-    exports_job,
-    history_jobs,
-    progress_job,
-)
-from pipelines.resources import (
-    WAREHOUSE_POOL,
-    ProgressSettings,
-    WarehouseReader,
-    WarehouseResource,
-)
+from pipelines.operations import HISTORY_GROUP, MARTS_FRESHNESS
+from pipelines.resources import WAREHOUSE_POOL, ProgressSettings
 from pipelines.runner import run_pipeline
-from pipelines.schedules import DEFAULT_CRON, build_daily_schedule, daily_schedule, schedules
-from pipelines.sensors import landing_sensor, sensors
+from pipelines.schedules import DEFAULT_CRON, build_daily_schedule, daily_schedule
+from pipelines.sensors import landing_sensor
 from tests.conftest import landing_with
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -83,24 +71,7 @@ SLIPPING = {
 }
 
 
-def wired_definitions() -> dg.Definitions:
-    """The code location as pipelines/definitions.py wires it (see docs/operating.md)."""
-    return dg.Definitions(
-        assets=[*all_assets, *history_assets],
-        asset_checks=[*all_checks, *history_checks],
-        jobs=[progress_job, *history_jobs, exports_job],
-        schedules=schedules,
-        sensors=sensors,
-        resources={
-            "settings": ProgressSettings(),
-            "warehouse": WarehouseResource(path="x"),
-            "warehouse_reader": WarehouseReader(path="x"),
-        },
-        executor=dg.in_process_executor,
-    )
-
-
-DEFS = wired_definitions()
+DEFS = defs  # the code location itself (pipelines/definitions.py)
 
 
 def raw_of(landing: Path) -> dict[str, pl.DataFrame]:
