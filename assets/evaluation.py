@@ -121,6 +121,3 @@ def rule_evaluation(
     yield schema_check_result(
         RuleEvaluation, frame, stored=stored, asset_key=KEY, check_name="schema"
     )
-
-
-evaluation_assets = [rule_evaluation]

@@ -13,10 +13,10 @@ import duckdb
 import polars as pl
 
 import assets.extracts
-import assets.marts
 from assets import core_assets
 from checks import all_checks
 from checks.extract_checks import ingest_check_results
+from pipelines.core import engine
 from pipelines.core.ingest import ingest_table
 from pipelines.core.paths import rejected_path
 from pipelines.resources import ProgressSettings, WarehouseResource
@@ -109,7 +109,7 @@ def test_mart_breaking_its_schema_is_not_published(tmp_path, monkeypatch):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         before = con.execute("SELECT * FROM marts.lecture_progress ORDER BY ALL").fetchall()
 
-    real = assets.marts.build_marts
+    real = engine.build_marts  # the marts engine computes every bucket with it
 
     def broken(*args, **kwargs):
         marts = real(*args, **kwargs)
@@ -118,7 +118,7 @@ def test_mart_breaking_its_schema_is_not_published(tmp_path, monkeypatch):
         )
         return marts
 
-    monkeypatch.setattr(assets.marts, "build_marts", broken)
+    monkeypatch.setattr(engine, "build_marts", broken)
     result = run(landing, warehouse)
     assert not result.success
     bad = failed(result)
@@ -132,7 +132,7 @@ def test_mart_breaking_its_schema_is_not_published(tmp_path, monkeypatch):
 
 
 def test_invariant_violation_is_reported_per_mart(tmp_path, monkeypatch):
-    real = assets.marts.build_marts
+    real = engine.build_marts  # the marts engine computes every bucket with it
 
     def broken(*args, **kwargs):  # a completed session lecture_progress does not count
         marts = real(*args, **kwargs)
@@ -141,7 +141,7 @@ def test_invariant_violation_is_reported_per_mart(tmp_path, monkeypatch):
         )
         return marts
 
-    monkeypatch.setattr(assets.marts, "build_marts", broken)
+    monkeypatch.setattr(engine, "build_marts", broken)
     result = run(landing_with(tmp_path, **EVENTS), tmp_path / "wh.duckdb")
     bad = failed(result)
     assert set(bad) == {("marts/session_progress", "invariants")}
