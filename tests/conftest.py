@@ -90,22 +90,26 @@ def ingest(tmp_path):
     return _ingest
 
 
-# The longest test files first (seconds of one serial run on the shared 2-core machine, load
-# 6-9: publication_safety 350, reliability 165, dagster 90, evaluation 60, generated_vs_reference
-# 55, history 55, bench 50, reference_property 40, asset_checks 32, cli_run 27, corruption 22;
-# the rest under 20 each). With `--dist loadfile` each worker takes the next whole file, so
-# starting with the longest keeps one long file from running alone at the end.
+# The longest test files first. Seconds per file in two whole-suite runs on the shared 2-core
+# machine (2026-12-02; serial at load 6-9 / on 2 workers at load 12-16): publication_safety
+# 349 / 714, reliability 163 / 285, dagster 87 / 193, bench 46 / 133, evaluation 53 / 84,
+# cli_run 26 / 89, asset_checks 32 / 88, reference_property 40 / 82, history 53 / 65, consume
+# 13 / 54, report (Chromium) - / 39, generated_vs_reference 50 / 35, corruption 22 / 24; the
+# rest under 25 each. With `--dist loadfile` a worker takes the next whole file when it is
+# free, so starting with the longest keeps one long file from running alone at the end.
 LONGEST_FIRST = [
     "test_publication_safety.py",
     "test_reliability.py",
     "test_dagster.py",
-    "test_evaluation.py",
-    "test_generated_vs_reference.py",
-    "test_history.py",
     "test_bench.py",
-    "test_reference_property.py",
-    "test_asset_checks.py",
+    "test_evaluation.py",
     "test_cli_run.py",
+    "test_asset_checks.py",
+    "test_reference_property.py",
+    "test_history.py",
+    "test_consume.py",
+    "test_report.py",
+    "test_generated_vs_reference.py",
     "test_corruption.py",
 ]
 
