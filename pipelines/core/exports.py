@@ -147,8 +147,10 @@ def _by_academy(name: str) -> str:
 # DuckDB's share of an export: it sorts each table by academy, and spills past this limit
 # into a scratch folder (`.tmp-<token>-spill` in the versions folder, removed afterwards, or by
 # the next export when killed). Measured at M (2.9M session_progress rows): 300 MB, 1 GB and no
-# limit stream the tables in the same time, all under 510 MB RSS; 1 GB leaves the sort of the
-# L tier (29M rows) mostly in memory, far under the 2 GB the whole export may take.
+# limit stream the tables in the same time, all under 510 MB RSS. The least memory a table
+# needs (with 2 threads) is v_clinic_queue's joins: 30-60 MB at S, 100-110 MB at M (it grows
+# far slower than the rows; below it DuckDB fails with Out of Memory), so 1 GB keeps a wide
+# margin at L (10x M) and stays under the 2 GB the whole export may take.
 DUCKDB_MEMORY = "1GB"
 # Two threads: the machines we run on have two cores, and the Python side (Polars writing
 # the files) runs meanwhile; more threads only add sort memory (one sort run per thread).
