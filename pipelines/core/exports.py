@@ -36,12 +36,13 @@ listed files deleted, the link put in its place.
 (or its run's staging file) itself and calls `read_snapshot` and `write_export` while it is open.
 Tables are streamed one at a time: DuckDB sorts each by academy (spilling to a scratch folder
 past its memory limit) and hands it over in Arrow batches; the rows of one academy are gathered
-and written, then dropped, so memory holds one academy's rows of one table, not a whole mart
-(at 1M enrollments the whole session_progress took 8.6 GB). The views are exported from their
+and written (on a second thread, while the next academy is read), then dropped, so memory holds
+a few academies' rows of one table, not a whole mart (at 1M enrollments the whole
+session_progress took 8.6 GB). The views are exported from their
 SQL (`View.select` and `View.order_by`), so the export works whether or not `create_views` has
 run on that warehouse.
 
-No orchestration dependency: DuckDB, Polars and the standard library.
+No orchestration dependency: DuckDB, Polars, pyarrow and the standard library.
 """
 
 from __future__ import annotations
