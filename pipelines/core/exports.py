@@ -67,7 +67,7 @@ from filelock import FileLock
 
 from .paths import UnsafePath, check_output
 from .views import VIEWS
-from .warehouse import _quote
+from .warehouse import literal
 
 # Bump when a column of an exported table or view is added, removed, renamed or retyped.
 SCHEMA_VERSION = 1
@@ -352,9 +352,9 @@ def _publish(version: Path, out: Path, token: str) -> None:
 
 def _bound(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
     """DuckDB's memory, threads and scratch folder for this export (see DUCKDB_MEMORY)."""
-    con.execute(f"SET memory_limit = {_quote(DUCKDB_MEMORY)}")
+    con.execute(f"SET memory_limit = {literal(DUCKDB_MEMORY)}")
     con.execute(f"SET threads = {DUCKDB_THREADS}")
-    con.execute(f"SET temp_directory = {_quote(str(spill))}")
+    con.execute(f"SET temp_directory = {literal(str(spill))}")
 
 
 def _academy_slices(frame: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
