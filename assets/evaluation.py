@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines.core.contract import TABLES
-from pipelines.core.engine import bucket_plan, for_each_bucket
+from pipelines.core.engine import bucket_plan, cached_streaks, for_each_bucket
 from pipelines.core.evaluation import (
     RULE_EVALUATION_SCHEMA,
     best_f1,
@@ -48,7 +48,8 @@ class EvaluationConfig(dg.Config):
     group_name="marts",
     pool=WAREHOUSE_POOL,
     kinds={"duckdb", "polars"},
-    deps=[dg.AssetKey(["raw", t]) for t in TABLES],
+    # after the marts: a run that computes both hands the evaluation the marts' streaks
+    deps=[*(dg.AssetKey(["raw", t]) for t in TABLES), dg.AssetKey(["marts", "lecture_progress"])],
     metadata=definition_metadata(RuleEvaluation),
     description=table_description(RuleEvaluation),
     check_specs=[
@@ -83,16 +84,21 @@ def rule_evaluation(
             plan = bucket_plan(con, settings.bucket_enrollments)
             for as_of in instants:
                 context.log.info(f"evaluating the risk rules as of {as_of:%Y-%m-%d %H:%M:%S}")
-                streaks: list[pl.DataFrame] = []
-                for_each_bucket(
-                    con,
-                    plan,
-                    lambda inputs, as_of=as_of, streaks=streaks: streaks.append(
-                        enrollment_streaks(inputs, as_of, highest)
-                    ),
-                    only=outcomes["enrollment_id"],
-                )
-                frames.append(evaluate_streaks(pl.concat(streaks), outcomes, as_of, pairs))
+                kept = cached_streaks(con, context.run.run_id, as_of, highest)
+                if kept is None:  # no marts of this run at this instant: build the grid
+                    streaks: list[pl.DataFrame] = []
+                    for_each_bucket(
+                        con,
+                        plan,
+                        lambda inputs, as_of=as_of, streaks=streaks: streaks.append(
+                            enrollment_streaks(inputs, as_of, highest)
+                        ),
+                        only=outcomes["enrollment_id"],
+                    )
+                    kept = pl.concat(streaks)
+                else:
+                    context.log.info("using the streaks the marts step of this run kept")
+                frames.append(evaluate_streaks(kept, outcomes, as_of, pairs))
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=RULE_EVALUATION_SCHEMA)
         failure = schema_failure(RuleEvaluation, frame)
         if failure is not None:  # refuse to publish what the contract forbids

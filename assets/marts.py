@@ -21,6 +21,7 @@ from checks.mart_checks import (
 )
 from pipelines.core.contract import TABLES
 from pipelines.core.engine import MartsOutcome, MartsRefused, compute_marts
+from pipelines.core.evaluation import sweep_pairs
 from pipelines.core.labels import dim_labels
 from pipelines.core.schemas import MART_MODELS, table_description
 from pipelines.core.warehouse import replace_tables, stored_schema
@@ -86,7 +87,15 @@ def progress_marts(
     # MartsRefused: nothing was swapped in; out.failures says why
     with warehouse.get_connection() as con, contextlib.suppress(MartsRefused):
         compute_marts(
-            con, as_of, settings.thresholds, check_bucket, out, docs, settings.bucket_enrollments
+            con,
+            as_of,
+            settings.thresholds,
+            check_bucket,
+            out,
+            docs,
+            settings.bucket_enrollments,
+            # the rule evaluation of this run takes the marts' streaks (assets/evaluation.py)
+            evaluation=(context.run.run_id, max(map(max, sweep_pairs(settings.thresholds)))),
         )
     if out.failures:
         for name in PROGRESS_MARTS:

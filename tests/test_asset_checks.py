@@ -109,16 +109,16 @@ def test_mart_breaking_its_schema_is_not_published(tmp_path, monkeypatch):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         before = con.execute("SELECT * FROM marts.lecture_progress ORDER BY ALL").fetchall()
 
-    real = engine.build_marts  # the marts engine computes every bucket with it
+    real = engine.build_marts_and_streaks
 
     def broken(*args, **kwargs):
-        marts = real(*args, **kwargs)
+        marts, streaks = real(*args, **kwargs)
         marts["lecture_progress"] = marts["lecture_progress"].with_columns(
             pl.lit("BROKEN").alias("risk_level")
         )
-        return marts
+        return marts, streaks
 
-    monkeypatch.setattr(engine, "build_marts", broken)
+    monkeypatch.setattr(engine, "build_marts_and_streaks", broken)
     result = run(landing, warehouse)
     assert not result.success
     bad = failed(result)
@@ -132,16 +132,16 @@ def test_mart_breaking_its_schema_is_not_published(tmp_path, monkeypatch):
 
 
 def test_invariant_violation_is_reported_per_mart(tmp_path, monkeypatch):
-    real = engine.build_marts  # the marts engine computes every bucket with it
+    real = engine.build_marts_and_streaks
 
     def broken(*args, **kwargs):  # a completed session lecture_progress does not count
-        marts = real(*args, **kwargs)
+        marts, streaks = real(*args, **kwargs)
         marts["lecture_progress"] = marts["lecture_progress"].with_columns(
             pl.lit(0, pl.Int64).alias("completed_sessions"), pl.lit(0.0).alias("completion_rate")
         )
-        return marts
+        return marts, streaks
 
-    monkeypatch.setattr(engine, "build_marts", broken)
+    monkeypatch.setattr(engine, "build_marts_and_streaks", broken)
     result = run(landing_with(tmp_path, **EVENTS), tmp_path / "wh.duckdb")
     bad = failed(result)
     assert set(bad) == {("marts/session_progress", "invariants")}

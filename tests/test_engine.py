@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 
 from pipelines.core import engine
 from pipelines.core.buckets import Bucket, plan_buckets
+from pipelines.core.evaluation import enrollment_streaks
 from pipelines.core.history import (
     AS_OF_DATE,
     alerts_since_previous_day,
@@ -196,3 +197,29 @@ def test_a_failing_write_stops_the_loop(warehouse):
             engine.for_each_bucket(con, plan, lambda inputs: computed.append(1), write)
     assert 1 <= len(computed) <= 2  # stopped at the first write's error, not after all buckets
     assert len(plan) > 2
+
+
+def test_marts_keep_the_evaluation_streaks_of_the_same_run(warehouse, plan, tmp_path):
+    path, raw = warehouse
+    copy = tmp_path / "wh.duckdb"
+    copy.write_bytes(path.read_bytes())
+    ids = raw["outcomes"]["enrollment_id"].unique()
+    assert ids.len() > 10
+    kept = {
+        t: f.filter(pl.col("enrollment_id").is_in(ids.implode()))
+        if "enrollment_id" in f.columns
+        else f
+        for t, f in raw.items()
+    }
+    expected = enrollment_streaks(kept, AS_OF, 6)
+    with duckdb.connect(str(copy)) as con:
+        out = engine.MartsOutcome()
+        engine.compute_marts(con, AS_OF, T, lambda marts, n: ({}, {}), out, evaluation=("run-1", 6))
+        found = engine.cached_streaks(con, "run-1", AS_OF, 6)
+        assert engine.cached_streaks(con, "run-2", AS_OF, 6) is None  # another run's
+        assert engine.cached_streaks(con, "run-1", datetime(2026, 5, 21), 6) is None
+        assert engine.cached_streaks(con, "run-1", AS_OF, 7) is None  # fewer columns kept
+        fewer = engine.cached_streaks(con, "run-1", AS_OF, 4)
+    assert out.evaluation_streaks == expected.height
+    assert_frame_equal(found, expected, check_dtypes=False)
+    assert fewer.columns == expected.columns[: len(expected.columns) - 2]

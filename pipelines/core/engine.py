@@ -26,6 +26,7 @@ import polars as pl
 
 from . import bucket_store
 from .buckets import DEFAULT_BUCKET_ENROLLMENTS, Bucket, assign_buckets, plan_buckets
+from .evaluation import streak_summary
 from .history import (
     AS_OF_DATE,
     HISTORY_TABLES,
@@ -40,11 +41,18 @@ from .marts import (
     MART_INPUT_COLUMNS,
     PROGRESS_MARTS,
     RiskThresholds,
-    build_marts,
+    build_marts_and_streaks,
     lecture_progress_at,
 )
 from .publish import add_hashes, content_hash
-from .warehouse import document_table, read_table, stored_schema, transaction, write_table
+from .warehouse import (
+    document_table,
+    read_table,
+    stored_schema,
+    table_exists,
+    transaction,
+    write_table,
+)
 
 E = "enrollment_id"
 REFERENCE_TABLES = tuple(t for t, cols in MART_INPUT_COLUMNS.items() if E not in cols)
@@ -188,6 +196,30 @@ class MartsOutcome:
     # wall seconds per phase, summed over the buckets: read, compute (the marts, their
     # validation, invariants and hashes) and write (waiting for the writer thread)
     seconds: dict[str, float] = field(default_factory=dict)
+    evaluation_streaks: int = 0  # enrollments whose streak summary was kept for the evaluation
+
+
+# The streak summary (`evaluation.streak_summary`) of the enrollments with an outcome, kept by
+# the marts step for the rule evaluation of the same run and instant: the evaluation then
+# builds no grid of its own (at L it cost a third of the marts step).
+EVALUATION_STREAKS = "engine.evaluation_streaks"
+
+
+def cached_streaks(
+    con: duckdb.DuckDBPyConnection, run_id: str, as_of: datetime, max_streak: int
+) -> pl.DataFrame | None:
+    """The streak summary the marts step of run `run_id` kept as of `as_of` (with at least
+    `max_streak` reached-columns), or None."""
+    if not run_id or not table_exists(con, EVALUATION_STREAKS):
+        return None
+    frame = con.execute(
+        f"SELECT * FROM {EVALUATION_STREAKS} WHERE _run_id = ? AND _as_of = ?", [run_id, as_of]
+    ).pl()
+    reached = [f"_reached_{t}" for t in range(1, max_streak + 1)]
+    if frame.is_empty() or not set(reached) <= set(frame.columns):
+        return None
+    keep = [c for c in frame.columns if not c.startswith("_reached_") and not c.startswith("_")]
+    return frame.select(*keep, *reached).sort(E)
 
 
 def _building(name: str) -> str:
@@ -207,9 +239,13 @@ def compute_marts(
     out: MartsOutcome,
     docs: dict[str, Any] | None = None,
     target: int = DEFAULT_BUCKET_ENROLLMENTS,
+    evaluation: tuple[str, int] | None = None,
 ) -> None:
     """Compute, check and write the four progress marts one academy bucket at a time, into
     `out`: all buckets are swapped in together, or (MartsRefused, any error) none.
+
+    `evaluation` = (run id, max streak): also keep the streak summary of the enrollments with
+    an outcome in `engine.evaluation_streaks` for the rule evaluation of the same run.
 
     Buckets are appended to side tables (`marts._building_<name>`), each append committed on
     its own, and one short transaction swaps them in. One transaction around every append
@@ -225,9 +261,23 @@ def compute_marts(
             con.execute(f"DROP TABLE IF EXISTS {_building(name)}")
         plan = bucket_plan(con, target)
         out.buckets = max(len(plan), 1)
+        outcome_ids = None
+        if evaluation is not None and table_exists(con, "raw.outcomes"):
+            outcome_ids = con.execute("SELECT DISTINCT enrollment_id FROM raw.outcomes").pl()[E]
+        summaries: list[pl.DataFrame] = []
 
         def compute(inputs: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-            marts = build_marts(inputs, as_of, thresholds)
+            marts, streaks = build_marts_and_streaks(inputs, as_of, thresholds)
+            if outcome_ids is not None and outcome_ids.len():
+                ids = outcome_ids.implode()
+                summaries.append(
+                    streak_summary(
+                        streaks.filter(pl.col(E).is_in(ids)),
+                        _only(inputs, outcome_ids),
+                        evaluation[1],
+                    )
+                )
+            del streaks
             failures, violations = check(marts, inputs["enrollments"].height)
             out.failures |= failures
             if out.failures:
@@ -253,6 +303,15 @@ def compute_marts(
                 write_table(writer, _building(name), frame, append=not first)
 
         for_each_bucket(con, plan, compute, write, timings=out.seconds)
+        if evaluation is not None:
+            kept = (
+                pl.concat(summaries) if summaries else pl.DataFrame({E: []}, schema={E: pl.Int64})
+            )
+            out.evaluation_streaks = kept.height
+            kept = kept.with_columns(
+                pl.lit(evaluation[0]).alias("_run_id"), pl.lit(as_of).alias("_as_of")
+            )
+            write_table(con, EVALUATION_STREAKS, kept)
         with transaction(con):
             for name in PROGRESS_MARTS:
                 con.execute(f"DROP TABLE IF EXISTS marts.{name}")

@@ -129,7 +129,18 @@ def enrollment_streaks(
     grid = session_progress(dict(raw), calendar, facts, key, as_of)
     del facts
     # the levels running_streaks adds for these thresholds are not used: only the streaks
-    walk = running_streaks(grid, RiskThresholds()).select(
+    return streak_summary(running_streaks(grid, RiskThresholds()), raw, max_streak)
+
+
+def streak_summary(
+    streaks: pl.DataFrame, raw: Mapping[str, pl.DataFrame], max_streak: int = SWEEP_MAX
+) -> pl.DataFrame:
+    """`enrollment_streaks` from the grid's running streaks (`marts.running_streaks`, any
+    thresholds: the streak columns do not depend on them) of the enrollments of `raw`. The
+    marts step has those streaks for every enrollment already: it hands them over instead of
+    building the grid a second time (at L that second grid cost as much as a third of the
+    marts)."""
+    walk = streaks.select(
         E, "session_date", pl.max_horizontal("_fail_streak", "_low_streak").alias("_m")
     )
     per_enrollment = walk.group_by(E).agg(

@@ -694,14 +694,23 @@ def build_marts(
 
     `raw` needs only the columns in MART_INPUT_COLUMNS.
     """
+    return build_marts_and_streaks(raw, as_of, thresholds)[0]
+
+
+def build_marts_and_streaks(
+    raw: dict[str, pl.DataFrame], as_of: datetime, thresholds: RiskThresholds | None = None
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """`build_marts` and the grid's running streaks it computed them from (for the rule
+    evaluation at the same instant, `evaluation.streak_summary`)."""
     thresholds = thresholds or RiskThresholds()
     key, calendar, grid, streaks, progress = _progress(raw, as_of, thresholds)
-    return {
+    marts = {
         "session_progress": grid.select(SESSION_PROGRESS_COLUMNS),
         "lecture_progress": progress,
         "risk_log": risk_log(streaks),
         "clinic_links": clinic_links(grid, progress, raw, calendar, key, as_of),
     }
+    return marts, streaks
 
 
 def lecture_progress_at(
