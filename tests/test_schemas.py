@@ -590,6 +590,7 @@ MART_BREAKS = [
     ("lecture_progress", "risk_rule", "CONSECUTIVE_INCOMPLETE", 0, "risk_rule_null_iff_normal"),
     ("lecture_progress", "status", None, 0, "not_nullable"),
     ("lecture_progress", "completion_rate", 1.5, 0, "less_than_or_equal_to"),
+    ("lecture_progress", "completion_rate", 0.25, 0, "completion_rate_is_completed_share"),
     ("lecture_progress", "failed_sessions", -1, 0, "greater_than_or_equal_to"),
     ("lecture_progress", "held_sessions", 3, 0, "session_counts_consistent"),
     ("lecture_progress", "last_session_id", None, 0, "last_session_iff_held"),

@@ -30,12 +30,10 @@ from pandera.api.polars.model import DataFrameModel
 from .contract import (
     ATTENDANCE_TYPES,
     CLINIC_REASONS,
-    OUTCOME_RESULTS,
-    PASS_TYPES,
+    LOCAL,
     QUARANTINE_REASONS,
     SPECS,
     STATUSES,
-    SUBMISSION_KINDS,
     TABLES,
 )
 from .evaluation import EVALUATED_LEVELS, RULE_EVALUATION_KEY, SCOPES
@@ -49,15 +47,6 @@ __all__ = [
     "ClinicLinks",
     "DimLabels",
     "LectureProgress",
-    "RawAttendance",
-    "RawClinicRequests",
-    "RawEnrollments",
-    "RawLectures",
-    "RawOutcomes",
-    "RawPolicies",
-    "RawSessions",
-    "RawSubmissions",
-    "RawVideoProgress",
     "RiskLog",
     "RuleEvaluation",
     "SessionProgress",
@@ -66,6 +55,7 @@ __all__ = [
     "dataframe_check",
     "quarantine_model",
     "quarantine_models",
+    "raw_model",
     "table_description",
     "validate",
 ]
@@ -75,7 +65,6 @@ __all__ = [
 Timestamp = Annotated[pl.Datetime, "us", None]
 
 
-LOCAL = "naive local time in the pipeline's configured zone (default Asia/Seoul)"
 SOURCE_FILE = (
     "Extract file the row came from, as a path relative to the landing folder "
     "(e.g. attendance/2024-03-01.csv)."
@@ -145,364 +134,62 @@ def _source_row() -> int:
 # --------------------------------------------------------------------------------------------
 
 
-class RawLectures(_ContractModel):
-    lecture_id: pl.Int64 = pa.Field(
-        unique=True, description="Lecture (course) id; natural key of the table."
-    )
-    academy_id: pl.Int64 = pa.Field(description="Academy (tenant) that runs the lecture.")
-    title: pl.String = pa.Field(
-        nullable=True, description="Lecture title as shown to staff; null when not delivered."
-    )
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    class Config:
-        description = "One row per lecture (course) of an academy, natural key lecture_id." + (
-            RAW_NOTE
-        )
-
-
-class RawSessions(_ContractModel):
-    session_id: pl.Int64 = pa.Field(
-        unique=True, description="Session (차시) id; natural key of the table."
-    )
-    lecture_id: pl.Int64 = pa.Field(
-        description="Lecture the session belongs to (a valid lectures.lecture_id)."
-    )
-    session_order: pl.Int64 = pa.Field(
-        ge=1,
-        description=(
-            "Position of the session in its lecture (>= 1); sessions are ordered by "
-            "(session_order, session_id)."
-        ),
-    )
-    title: pl.String = pa.Field(
-        nullable=True, description="Session title; null when not delivered."
-    )
-    session_date: pl.Date = pa.Field(
-        nullable=True,
-        description=(
-            "Planned date of the session. A session is held as of a run when this is null or "
-            "on or before the date of the run's as_of."
-        ),
-    )
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    class Config:
-        description = (
-            "One row per session (차시) of a lecture, natural key session_id; only sessions of a "
-            "valid lecture." + RAW_NOTE
-        )
-
-
-class RawPolicies(_ContractModel):
-    lecture_id: pl.Int64 = pa.Field(
-        unique=True,
-        description=(
-            "Lecture the policy governs (a valid lectures.lecture_id); natural key of the table."
-        ),
-    )
-    video_required_rate: pl.Int64 = pa.Field(
-        nullable=True,
-        ge=0,
-        le=100,
-        description=(
-            "Video progress rate (percent, 0..100) at or above which an online session's video "
-            "counts as completed; null means the default 90."
-        ),
-    )
-    exam_start_session_order: pl.Int64 = pa.Field(
-        nullable=True,
-        ge=0,
-        description=(
-            "First session_order (inclusive) whose session has an exam; null means the default 2."
-        ),
-    )
-    exam_end_session_order: pl.Int64 = pa.Field(
-        nullable=True,
-        ge=0,
-        description=(
-            "Last session_order (inclusive) whose session has an exam; null means the default 9999."
-        ),
-    )
-    exam_pass_score: pl.Float64 = pa.Field(
-        nullable=True,
-        ge=0,
-        description=(
-            "Exam score needed to pass (the counted score must be >= it); null means the "
-            "default 60.0."
-        ),
-    )
-    homework_start_session_order: pl.Int64 = pa.Field(
-        nullable=True,
-        ge=0,
-        description=(
-            "First session_order (inclusive) whose session has homework; null means the default 2."
-        ),
-    )
-    homework_end_session_order: pl.Int64 = pa.Field(
-        nullable=True,
-        ge=0,
-        description=(
-            "Last session_order (inclusive) whose session has homework; null means the default "
-            "9999."
-        ),
-    )
-    homework_pass_type: pl.String = pa.Field(
-        nullable=True,
-        isin=list(PASS_TYPES),
-        description=(
-            "How homework passes: SUBMIT (any homework submission), SCORE (a homework "
-            "submission scoring >= homework_pass_score; by teacher approval when that is null) "
-            "or TEACHER_APPROVAL (a teacher-approved homework submission); null means the "
-            "default TEACHER_APPROVAL."
-        ),
-    )
-    homework_pass_score: pl.Float64 = pa.Field(
-        nullable=True,
-        ge=0,
-        description=(
-            "Homework score needed to pass under homework_pass_type SCORE; null (the default) "
-            "means SCORE homework passes by teacher approval instead."
-        ),
-    )
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    _finite_scores = _finite("exam_pass_score", "homework_pass_score")
-
-    class Config:
-        description = (
-            "At most one progress policy per lecture, natural key lecture_id; only policies of a "
-            "valid lecture. A lecture without a row uses the default policy, and a null column "
-            "takes the default value (video_required_rate 90, exam window 2..9999, "
-            "exam_pass_score 60.0, homework window 2..9999, homework_pass_type TEACHER_APPROVAL, "
-            "homework_pass_score null)." + RAW_NOTE
-        )
-
-
-class RawEnrollments(_ContractModel):
-    enrollment_id: pl.Int64 = pa.Field(
-        unique=True, description="Enrollment id; natural key of the table."
-    )
-    lecture_id: pl.Int64 = pa.Field(
-        description="The one lecture the enrollment belongs to (a valid lectures.lecture_id)."
-    )
-    student_id: pl.Int64 = pa.Field(description="Student enrolled.")
-    status: pl.String = pa.Field(
-        nullable=True,
-        isin=list(STATUSES),
-        description=(
-            "ACTIVE or DROPPED as delivered; null is treated as ACTIVE. Only ACTIVE enrollments "
-            "get risk levels and automatic clinic links."
-        ),
-    )
-    enrolled_at: Timestamp = pa.Field(
-        nullable=True,
-        description=f"When the student enrolled, {LOCAL}; null when not delivered.",
-    )
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    class Config:
-        description = (
-            "One row per enrollment (a student in exactly one lecture), natural key "
-            "enrollment_id; only enrollments of a valid lecture." + RAW_NOTE
-        )
-
-
-_EVENT_ENROLLMENT = "(a valid enrollments.enrollment_id)"
-_EVENT_SESSION = "(a valid sessions.session_id of the enrollment's lecture)"
-
-
-class RawAttendance(_ContractModel):
-    enrollment_id: pl.Int64 = pa.Field(description=f"Enrollment attending {_EVENT_ENROLLMENT}.")
-    session_id: pl.Int64 = pa.Field(description=f"Session attended {_EVENT_SESSION}.")
-    attendance_type: pl.String = pa.Field(
-        isin=list(ATTENDANCE_TYPES),
-        description=(
-            "online or offline. The latest row (max recorded_at) per enrollment and session "
-            "gives the session's attendance type; offline completes the session's video."
-        ),
-    )
-    recorded_at: Timestamp = pa.Field(description=f"When the attendance was recorded, {LOCAL}.")
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    class Config:
-        description = (
-            "One row per attendance record, natural key (enrollment_id, session_id, "
-            "recorded_at); enrollment and session are valid and of the same lecture."
-            + EVENT_NOTE
-            + RAW_NOTE
-        )
-        unique = ["enrollment_id", "session_id", "recorded_at"]
-
-
-class RawVideoProgress(_ContractModel):
-    enrollment_id: pl.Int64 = pa.Field(description=f"Enrollment watching {_EVENT_ENROLLMENT}.")
-    session_id: pl.Int64 = pa.Field(
-        description=f"Session whose video was watched {_EVENT_SESSION}."
-    )
-    progress_rate: pl.Int64 = pa.Field(
-        ge=0,
-        le=100,
-        description=(
-            "Share of the session's video watched, percent 0..100. The highest reported rate "
-            "per enrollment and session counts."
-        ),
-    )
-    recorded_at: Timestamp = pa.Field(
-        description=(
-            f"When the progress was reported, {LOCAL}. The earliest report reaching the "
-            "policy's video_required_rate is the video's completion time."
-        )
-    )
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    class Config:
-        description = (
-            "One row per video progress report, natural key (enrollment_id, session_id, "
-            "recorded_at); enrollment and session are valid and of the same lecture."
-            + EVENT_NOTE
-            + RAW_NOTE
-        )
-        unique = ["enrollment_id", "session_id", "recorded_at"]
-
-
-class RawSubmissions(_ContractModel):
-    submission_id: pl.Int64 = pa.Field(
-        unique=True,
-        description=(
-            "Submission id; natural key of the table. Among exam attempts with the same "
-            "submitted_at, the larger id is the later attempt."
-        ),
-    )
-    enrollment_id: pl.Int64 = pa.Field(description=f"Enrollment submitting {_EVENT_ENROLLMENT}.")
-    session_id: pl.Int64 = pa.Field(description=f"Session submitted for {_EVENT_SESSION}.")
-    kind: pl.String = pa.Field(
-        isin=list(SUBMISSION_KINDS),
-        description="exam (an exam attempt) or homework (a homework submission).",
-    )
-    score: pl.Float64 = pa.Field(
-        nullable=True,
-        ge=0,
-        description=(
-            "Score given (>= 0); null when not graded. Exam attempts without a score are "
-            "ignored by the exam rules."
-        ),
-    )
-    teacher_approved: pl.Boolean = pa.Field(
-        nullable=True,
-        description=(
-            "Whether a teacher approved the submission (decides TEACHER_APPROVAL homework, and "
-            "SCORE homework when the policy has no homework_pass_score); null is treated as "
-            "false."
-        ),
-    )
-    submitted_at: Timestamp = pa.Field(description=f"When it was submitted, {LOCAL}.")
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    _finite_score = _finite("score")
-
-    class Config:
-        description = (
-            "One row per submission (an exam attempt or a homework submission), natural key "
-            "submission_id; enrollment and session are valid and of the same lecture."
-            + EVENT_NOTE
-            + RAW_NOTE
-        )
-
-
-class RawClinicRequests(_ContractModel):
-    enrollment_id: pl.Int64 = pa.Field(description=f"Enrollment concerned {_EVENT_ENROLLMENT}.")
-    session_id: pl.Int64 = pa.Field(description=f"Session concerned {_EVENT_SESSION}.")
-    reason: pl.String = pa.Field(
-        isin=list(CLINIC_REASONS),
-        description=(
-            "Why a clinic: AUTO_FAILED, AUTO_RISK, MANUAL_REQUEST or TEACHER_RECOMMEND. "
-            "MANUAL_REQUEST and TEACHER_RECOMMEND rows create clinic links; AUTO_* rows only "
-            "carry staff decisions for the links the pipeline derives."
-        ),
-    )
-    approved: pl.Boolean = pa.Field(
-        nullable=True,
-        description="Whether staff approved the clinic; null is treated as false.",
-    )
-    memo: pl.String = pa.Field(nullable=True, description="Free-text staff memo; null when none.")
-    requested_at: Timestamp = pa.Field(
-        description=(
-            f"When the request was entered, {LOCAL}. The latest request per (enrollment_id, "
-            "session_id, reason) gives a clinic link's approved, memo and requested_at."
-        )
-    )
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    class Config:
-        description = (
-            "One row per clinic request or approval entered by staff, natural key "
-            "(enrollment_id, session_id, reason, requested_at); enrollment and session are valid "
-            "and of the same lecture." + EVENT_NOTE + RAW_NOTE
-        )
-        unique = ["enrollment_id", "session_id", "reason", "requested_at"]
-
-
-class RawOutcomes(_ContractModel):
-    enrollment_id: pl.Int64 = pa.Field(
-        unique=True,
-        description="Enrollment whose outcome it is (a valid enrollments.enrollment_id); natural "
-        "key of the table.",
-    )
-    result: pl.String = pa.Field(
-        isin=list(OUTCOME_RESULTS),
-        description=(
-            "How the enrollment ended: PASS, FAIL or WITHDRAWN. The rule evaluation counts FAIL "
-            "as positive and PASS as negative among ACTIVE enrollments, and WITHDRAWN apart."
-        ),
-    )
-    decided_at: Timestamp = pa.Field(
-        nullable=True,
-        description=(
-            f"When the result was decided, {LOCAL}; null when not delivered (then the lead time "
-            "of a flagged FAIL is null). Outcomes are used whatever their decided_at."
-        ),
-    )
-    source_file: pl.String = _source_file()
-    source_row: pl.Int64 = _source_row()
-
-    class Config:
-        description = (
-            "Optional extract: one row per enrollment with a known outcome, natural key "
-            "enrollment_id; only outcomes of a valid enrollment. Empty when the landing folder "
-            "has no outcomes extract; then nothing is evaluated." + RAW_NOTE
-        )
-
-
-RAW_MODELS: dict[str, type[DataFrameModel]] = {
-    "lectures": RawLectures,
-    "sessions": RawSessions,
-    "policies": RawPolicies,
-    "enrollments": RawEnrollments,
-    "attendance": RawAttendance,
-    "video_progress": RawVideoProgress,
-    "submissions": RawSubmissions,
-    "clinic_requests": RawClinicRequests,
-    "outcomes": RawOutcomes,
+_DTYPES: dict[str, object] = {
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+    "date": pl.Date,
+    "timestamp": Timestamp,
+    "text": pl.String,
 }
-assert tuple(RAW_MODELS) == TABLES
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+@cache
+def raw_model(table: str) -> type[DataFrameModel]:
+    """The model of `raw.<table>`, built from the contract spec (`contract.SPECS`): each column
+    with its type, nullability (optional columns), enum set, range and description; the natural
+    key unique (one column: that column's uniqueness, several: the model's); float columns
+    finite; then the lineage columns. One class per table (cached), named `Raw<Table>`."""
+    spec = SPECS[table]
+    annotations: dict[str, object] = {}
+    namespace: dict[str, object] = {"__module__": __name__, "__annotations__": annotations}
+    single_key = spec.key[0] if len(spec.key) == 1 else None
+    for column in spec.columns:
+        annotations[column.name] = _DTYPES[column.type]
+        namespace[column.name] = pa.Field(
+            nullable=not column.required,
+            unique=column.name == single_key,
+            isin=list(column.enum) if column.enum else None,
+            ge=column.min,
+            le=column.max,
+            description=column.description,
+        )
+    annotations["source_file"] = pl.String
+    namespace["source_file"] = _source_file()
+    annotations["source_row"] = pl.Int64
+    namespace["source_row"] = _source_row()
+    floats = [c.name for c in spec.columns if c.type == "float"]
+    if floats:
+        namespace["_finite"] = _finite(*floats)
+    config: dict[str, object] = {
+        "description": spec.description + (EVENT_NOTE if spec.is_event else "") + RAW_NOTE
+    }
+    if single_key is None:
+        config["unique"] = list(spec.key)
+    namespace["Config"] = type("Config", (), config)
+    return type(f"Raw{_pascal(table)}", (_ContractModel,), namespace)
+
+
+RAW_MODELS: dict[str, type[DataFrameModel]] = {table: raw_model(table) for table in TABLES}
 
 
 # --------------------------------------------------------------------------------------------
 # Quarantine tables (contract §2): rejected rows as delivered
 # --------------------------------------------------------------------------------------------
-
-
-def _pascal(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 @cache
@@ -870,6 +557,16 @@ class LectureProgress(_ContractModel):
         return data.lazyframe.select(
             (pl.col("held_sessions") == 0) == pl.col("last_session_id").is_null()
         )
+
+    @dataframe_check(
+        name="completion_rate_is_completed_share",
+        error="completion_rate must be completed_sessions / total_sessions (0 without sessions)",
+    )
+    @classmethod
+    def _rate_rule(cls, data) -> pl.LazyFrame:
+        c = pl.col
+        share = pl.when(c("total_sessions") > 0).then(c("completed_sessions") / c("total_sessions"))
+        return data.lazyframe.select((c("completion_rate") - share.otherwise(0.0)).abs() < 1e-9)
 
     class Config:
         description = (
