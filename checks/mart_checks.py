@@ -1,4 +1,5 @@
-"""Checks on the marts: Pandera schemas (types, enums, keys) and the contract's invariants.
+"""Checks on the marts: Pandera schemas (types, enums, keys, the rules within a row) and the
+contract's cross-table invariants.
 
 The marts asset reports these itself (`mart_check_specs` on the asset): it computes the marts
 a range of enrollments at a time, validates every bucket in memory before writing it (a bucket
@@ -16,8 +17,7 @@ from pipelines.core.marts import PROGRESS_MARTS
 from pipelines.pandera_checks import schema_check_result
 
 INVARIANTS = {
-    "lecture_progress": "One row per valid enrollment; completed <= held/total; rate and risk "
-    "rule consistent.",
+    "lecture_progress": "One row per valid enrollment (the rules within a row are schema checks).",
     "session_progress": "One row per enrollment x session; completions agree with "
     "lecture_progress.",
     "risk_log": "Each at-risk enrollment's last risk_log row equals its lecture_progress risk.",
