@@ -37,11 +37,6 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# The old private names, still imported by core/exports.py (being rewritten in another branch):
-# remove once nothing imports them.
-_quote, _ident = literal, ident
-
-
 def target(qualified: str) -> str:
     """`schema.table` as a quoted SQL name."""
     schema, table = qualified.split(".")
