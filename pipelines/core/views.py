@@ -530,13 +530,15 @@ students AS (
         lecture_id,
         any_value(lecture_title) AS lecture_title,
         student_id,
-        string_agg(DISTINCT CAST(enrollment_id AS VARCHAR), ', ') AS enrollment_ids,
+        -- ordered, so the view (and the report and exports built on it) is reproducible
+        array_to_string(list_sort(list(DISTINCT enrollment_id)), ', ') AS enrollment_ids,
         arg_max(status_ko, status = 'ACTIVE') AS status_ko,
         arg_max(risk_level, {level_rank_sql("risk_level")}) AS risk_level,
         arg_max(risk_level_ko, {level_rank_sql("risk_level")}) AS risk_level_ko,
         count(DISTINCT session_id) FILTER (WHERE NOT approved AND NOT in_progress)
             AS pending_sessions,
-        string_agg(DISTINCT reason_ko, ', ') FILTER (WHERE NOT approved AND NOT in_progress)
+        string_agg(DISTINCT reason_ko, ', ' ORDER BY reason_ko)
+            FILTER (WHERE NOT approved AND NOT in_progress)
             AS pending_reasons,
         min(session_order) FILTER (WHERE NOT approved AND NOT in_progress)
             AS oldest_pending_session_order,
