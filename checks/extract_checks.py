@@ -108,10 +108,7 @@ def ingest_check_results(
     return [
         schema_check_result(
             RAW_MODELS[table],
-            # validated bucket by bucket as it was written (then `raw_failure` says how)
-            result.raw.clear() if result.raw_validated else result.raw,
-            failure=result.raw_failure,
-            rows=result.used,
+            result.raw,
             stored=stored["raw"],
             asset_key=dg.AssetKey(["raw", table]),
             check_name="raw_schema",

@@ -37,7 +37,6 @@ from pipelines.core.history import (
     stored_dates,
 )
 from pipelines.core.marts import RiskThresholds
-from pipelines.core.vocabulary import FLAGGED_LEVELS
 from pipelines.core.warehouse import table_exists
 from pipelines.exit_codes import CommandFailed, ExitCode
 from pipelines.resources import DEFAULT_TIMEZONE
@@ -186,7 +185,7 @@ class AlertsSummary:
     @property
     def counts(self) -> dict[str, int]:
         found = dict(self.alerts.group_by("risk_level").len().iter_rows())
-        return {level: int(found.get(level, 0)) for level in FLAGGED_LEVELS}
+        return {level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")}
 
 
 def alerts_summary(

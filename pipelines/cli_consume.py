@@ -84,10 +84,23 @@ def report(
         Path, typer.Option(help="DuckDB warehouse file (opened read-only).")
     ] = DEFAULT_WAREHOUSE,
     landing: Annotated[Path | None, typer.Option(help=LANDING_HELP)] = None,
+    max_rows: Annotated[
+        int,
+        typer.Option(
+            help="Rows per list table, the most urgent first (>= 1); the complete lists are in "
+            "`progress export` and `progress sql`."
+        ),
+    ] = 1_000,  # pipelines.report.DEFAULT_MAX_ROWS (the report module loads plotly: lazily)
 ) -> None:
     """Write the report for directors: students at risk, clinic queue, completion, risk trend,
     rule evaluation (one offline HTML page; docs/directors.md says what each part means)."""
     from pipelines.core.paths import UnsafePath, check_output
+
+    if max_rows < 1:  # a usage error: exit code 2, like typer's own, but one line
+        err.print(
+            f"[bold red]error:[/] --max-rows must be at least 1 (got {max_rows})", highlight=False
+        )
+        raise typer.Exit(2)
 
     try:
         check_output(out, warehouse, landing)
@@ -100,7 +113,7 @@ def report(
     except ImportError as exc:
         _fail(f"the report needs the plotly package ({exc.name} is missing); run `uv sync`")
     try:
-        result = write_report(warehouse, out, academy)
+        result = write_report(warehouse, out, academy, max_rows=max_rows)
     except ReportError as exc:
         _fail(str(exc))
     except Exception as exc:  # never a traceback to the user

@@ -8,7 +8,8 @@ What it shows, as of the marts' calculated_at (Korean labels from `marts.dim_lab
 
 - cards that count distinct students and enrollments apart (a student in two lectures is one
   student and two enrollments; the 주의 / 위험 cards count enrollments and name the students);
-- every at-risk enrollment (`v_at_risk_students`), in a table sortable and filterable offline;
+- the at-risk enrollments (`v_at_risk_students`), most urgent first, in a table sortable and
+  filterable offline (at most `max_rows`, see "Bounded page" below);
 - the clinic queue per student and lecture (`views.CLINIC_BY_STUDENT`): pending sessions, the
   oldest, the latest failure, approved or not; and a chart of who has waited how long;
 - risk levels per lecture, the session completion rate per lecture, the completion funnel and
@@ -25,6 +26,15 @@ A chart with nothing to show is replaced by a sentence. Each drawn chart increme
 `document.body.dataset.chartsDrawn` after Plotly has rendered its SVG; `data-charts-expected`
 on <body> tells how many to expect (the browser test compares them). Page scripts and the layout
 check: `pipelines/report_page.py`.
+
+Bounded page (issue 10): a page is for people, and at tier L (1M enrollments) the full lists
+would make an ~800 MB page no browser opens. So each list table shows at most `max_rows` rows
+(default 1,000; `progress report --max-rows N`) in its own order, the most urgent first, read
+with LIMIT in DuckDB; when capped, its title shows both numbers ("상위 1,000건 / 전체 12,345건")
+and a note points to the complete lists: `progress export` (v_at_risk_students, v_clinic_queue
+per academy) and `progress sql`. Totals and the cards are SQL counts, exact. The per-lecture
+charts draw at most `CHART_LECTURES` (40) lectures, the ones their own ranking puts first (most
+at-risk enrollments; most waiting students for the clinic chart), with a note giving the total.
 """
 
 from __future__ import annotations
@@ -65,6 +75,15 @@ WAIT_BUCKETS = [  # (label, upper bound in days or None, color) for the clinic c
 ]
 
 
+DEFAULT_MAX_ROWS = 1_000  # rows of each list table (the complete lists are in the exports)
+CHART_LECTURES = 40  # lectures per per-lecture chart: 34 px a bar, about 1,500 px at most
+FULL_LISTS = (
+    "전체 목록은 <code>progress export</code>의 학원별 v_at_risk_students · v_clinic_queue 파일과 "
+    "<code>progress sql</code>에 있습니다 (The complete list: <code>progress export</code>, "
+    "per academy, and <code>progress sql</code>)."
+)
+
+
 class ReportError(Exception):
     """The report could not be made; the message is one line for the user."""
 
@@ -83,6 +102,14 @@ class ReportData:
     risk_trend: pl.DataFrame  # week (Monday), risk_level, len: risk_log entries (RISK_TREND_SQL)
     evaluation: pl.DataFrame | None  # None: no marts.rule_evaluation (outcomes not delivered)
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    max_rows: int = DEFAULT_MAX_ROWS
+    # rows of the whole list (SQL counts): at_risk and clinic hold at most max_rows of them
+    at_risk_total: int | None = None
+    clinic_total: int | None = None
+    # clinic cards: students, lines and sessions waiting (SQL, over the whole queue)
+    clinic_pending: dict[str, int] = field(default_factory=dict)
+    # the clinic chart's counts: academy_id, lecture_id, lecture_title, bucket, len
+    clinic_buckets: pl.DataFrame | None = None
 
     def label(self, domain: str, code: str | None) -> str:
         if code is None:
@@ -104,11 +131,51 @@ class ReportResult:
     as_of: str | None = None
 
 
-def _query(con: duckdb.DuckDBPyConnection, view: View, academy: int | None) -> pl.DataFrame:
-    """A view's rows in its order, only the academy's when one is given (filtered in DuckDB)."""
+def _query(
+    con: duckdb.DuckDBPyConnection,
+    view: View,
+    academy: int | None,
+    limit: int | None = None,
+    source: str | None = None,
+) -> pl.DataFrame:
+    """A view's rows in its order (at most `limit`), only the academy's when one is given
+    (filtered in DuckDB); `source` reads them from a table holding the view's rows instead."""
     where = "" if academy is None else "WHERE academy_id = $academy"
-    sql = f"SELECT * FROM ({view.select.rstrip()}) AS v {where} ORDER BY {view.order_by}"
+    rows = source or f"({view.select.rstrip()})"
+    sql = f"SELECT * FROM {rows} AS v {where} ORDER BY {view.order_by}"
+    sql += "" if limit is None else f" LIMIT {int(limit)}"
     return con.execute(sql, {} if academy is None else {"academy": academy}).pl()
+
+
+def _count(con: duckdb.DuckDBPyConnection, view: View, academy: int | None) -> int:
+    where = "" if academy is None else "WHERE academy_id = $academy"
+    sql = f"SELECT count(*) FROM ({view.select.rstrip()}) AS v {where}"
+    return con.execute(sql, {} if academy is None else {"academy": academy}).fetchone()[0]
+
+
+# The clinic queue is computed once into a temporary table (the read-only warehouse allows
+# them), then read three ways: the first rows, the card counts and the chart's counts.
+CLINIC_TEMP = "report_clinic"
+CLINIC_PENDING_SQL = f"""
+SELECT count(*) AS total,
+    count(DISTINCT student_id) FILTER (WHERE pending_sessions > 0) AS students,
+    count(*) FILTER (WHERE pending_sessions > 0) AS lines,
+    coalesce(sum(pending_sessions) FILTER (WHERE pending_sessions > 0), 0) AS sessions
+FROM {CLINIC_TEMP}
+"""
+
+
+def _clinic_buckets_sql() -> str:
+    """Waiting students per lecture and wait bucket (the clinic chart), from CLINIC_TEMP."""
+    bucket = "CASE WHEN days_waiting IS NULL THEN '날짜 없음' "
+    for label, upper, _ in WAIT_BUCKETS:
+        bucket += f"WHEN days_waiting <= {upper} THEN '{label}' " if upper else f"ELSE '{label}' "
+    return (
+        f"SELECT academy_id, lecture_id, any_value(lecture_title) AS lecture_title, "
+        f"{bucket}END AS bucket, count(*) AS len FROM {CLINIC_TEMP} "
+        "WHERE pending_sessions > 0 GROUP BY academy_id, lecture_id, bucket "
+        "ORDER BY academy_id, lecture_id, bucket"
+    )
 
 
 # The weekly risk trend, counted in DuckDB (risk_log has a row per risk entry: 2.4M at L);
@@ -166,9 +233,15 @@ def _duckdb_config(scratch: str) -> dict:
 
 
 def load(
-    warehouse: Path, academy: int | None = None, thresholds: RiskThresholds | None = None
+    warehouse: Path,
+    academy: int | None = None,
+    thresholds: RiskThresholds | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> ReportData:
-    """Read what the report shows, read-only; ReportError with a one-line reason."""
+    """Read what the report shows, read-only; ReportError with a one-line reason. The list
+    tables get at most `max_rows` rows each (their totals are counted)."""
+    if max_rows < 1:
+        raise ReportError(f"max_rows must be at least 1, not {max_rows}")
     if not warehouse.is_file():
         raise ReportError(f"warehouse {warehouse} does not exist; run `progress run` first")
     try:
@@ -176,6 +249,9 @@ def load(
             tempfile.TemporaryDirectory(prefix="progress-report-") as scratch,
             duckdb.connect(str(warehouse), read_only=True, config=_duckdb_config(scratch)) as con,
         ):
+            # no progress bar: the clinic queue's temporary table (~5 s at M) drew one on
+            # stderr (a connection setting; DuckDB refuses it in the connect config)
+            con.execute("SET enable_progress_bar = false")
             found = {
                 r[0]
                 for r in con.execute(
@@ -218,6 +294,13 @@ def load(
             ).fetchone()
             counts = con.execute(COUNTS_SQL, {"academy": academy}).pl().row(0, named=True)
             risk_trend = con.execute(RISK_TREND_SQL, {"academy": academy}).pl()
+            where = "" if academy is None else f"WHERE academy_id = {int(academy)}"
+            con.execute(
+                f"CREATE TEMP TABLE {CLINIC_TEMP} AS SELECT * FROM "
+                f"({CLINIC_BY_STUDENT.select.rstrip()}) AS v {where}"
+            )
+            pending = con.execute(CLINIC_PENDING_SQL).pl().row(0, named=True)
+            at_risk_view = VIEWS["v_at_risk_students"]
             return ReportData(
                 as_of=as_of.isoformat(sep=" ") if as_of else None,
                 academy=academy,
@@ -226,11 +309,16 @@ def load(
                 counts={k: int(v or 0) for k, v in counts.items()},
                 summary=_query(con, VIEWS["v_lecture_summary"], academy),
                 funnel=_query(con, VIEWS["v_session_funnel"], academy),
-                clinic=_query(con, CLINIC_BY_STUDENT, academy),
-                at_risk=_query(con, VIEWS["v_at_risk_students"], academy),
+                clinic=_query(con, CLINIC_BY_STUDENT, None, max_rows, source=CLINIC_TEMP),
+                at_risk=_query(con, at_risk_view, academy, max_rows),
                 risk_trend=risk_trend,
                 evaluation=_evaluation(con),
                 thresholds=thresholds or RiskThresholds(),
+                max_rows=max_rows,
+                at_risk_total=_count(con, at_risk_view, academy),
+                clinic_total=int(pending.pop("total")),
+                clinic_pending={k: int(v or 0) for k, v in pending.items()},
+                clinic_buckets=con.execute(_clinic_buckets_sql()).pl(),
             )
     except duckdb.Error as exc:
         raise ReportError(
@@ -278,12 +366,20 @@ def _count_axis(title: str, largest: int, from_zero: bool = True) -> dict:
     return axis | ({"dtick": 1} if largest <= 8 else {})
 
 
+def _risk_lectures(data: ReportData) -> pl.DataFrame:
+    """Lectures with ACTIVE enrollments, fewest DANGER / WARNING first (drawn bottom-up)."""
+    return data.summary.filter(pl.col("active_enrollments") > 0).sort(
+        "danger_enrollments", "warning_enrollments"
+    )
+
+
 def chart_risk_by_lecture(data: ReportData):
-    frame = data.summary.filter(pl.col("active_enrollments") > 0)
+    frame = _risk_lectures(data)
     if frame.is_empty():
         return None
-    frame = frame.with_columns(_lecture_names(len(data.academies) > 1).alias("name")).sort(
-        "danger_enrollments", "warning_enrollments"
+    # at most CHART_LECTURES bars: the lectures with the most DANGER, then WARNING (the top)
+    frame = frame.tail(CHART_LECTURES).with_columns(
+        _lecture_names(len(data.academies) > 1).alias("name")
     )
     fig = go.Figure()
     for level, column in (
@@ -371,11 +467,38 @@ def chart_funnel(data: ReportData):
     return fig
 
 
+def _completion_lectures(data: ReportData) -> pl.DataFrame:
+    """The lectures the completion chart can draw (held sessions before today), the most
+    at-risk enrollments first: academy_id, lecture_id."""
+    held = _held_before_today(data).select("academy_id", "lecture_id").unique()
+    at_risk = data.summary.select(
+        "academy_id",
+        "lecture_id",
+        (pl.col("danger_enrollments") + pl.col("warning_enrollments")).alias("at_risk"),
+        "danger_enrollments",
+    )
+    return (
+        held.join(at_risk, on=["academy_id", "lecture_id"], how="left")
+        .sort(
+            "at_risk",
+            "danger_enrollments",
+            "academy_id",
+            "lecture_id",
+            descending=[True, True, False, False],
+            nulls_last=True,
+        )
+        .select("academy_id", "lecture_id")
+    )
+
+
 def chart_completion_by_lecture(data: ReportData):
     held = _held_before_today(data)
     if held.is_empty():
         return None
     several = len(data.academies) > 1
+    lectures = _completion_lectures(data)
+    if lectures.height > CHART_LECTURES:  # one line per lecture: the most at-risk ones
+        held = held.join(lectures.head(CHART_LECTURES), on=["academy_id", "lecture_id"])
     held = held.with_columns(_lecture_names(several).alias("name"))
     fig = go.Figure()
     for (name,), part in held.sort("session_order", "session_id").group_by(
@@ -388,7 +511,10 @@ def chart_completion_by_lecture(data: ReportData):
             name=name,
             hovertemplate=f"{html.escape(name)}<br>%{{x}}차시 완료율 %{{y:.0%}}<extra></extra>",
         )
-    today = _in_progress(data).with_columns(_lecture_names(several).alias("name"))
+    today = _in_progress(data)
+    if lectures.height > CHART_LECTURES:
+        today = today.join(lectures.head(CHART_LECTURES), on=["academy_id", "lecture_id"])
+    today = today.with_columns(_lecture_names(several).alias("name"))
     if today.height:
         fig.add_scatter(
             x=today["session_order"].to_list(),
@@ -420,24 +546,23 @@ def chart_completion_by_lecture(data: ReportData):
     return fig
 
 
-def _pending(data: ReportData) -> pl.DataFrame:
-    return data.clinic.filter(pl.col("pending_sessions") > 0)
+def _clinic_lectures(data: ReportData) -> tuple[pl.DataFrame, pl.Series]:
+    """The clinic chart's counts (name, bucket, len) and its lectures' names, the fewest
+    waiting students first (drawn bottom-up); counted in DuckDB over the whole queue."""
+    counts = data.clinic_buckets.with_columns(
+        _lecture_names(len(data.academies) > 1).alias("name")
+    ).select("name", "bucket", "len")
+    order = counts.group_by("name").agg(pl.col("len").sum()).sort("len", "name")["name"]
+    return counts, order
 
 
 def chart_clinic_waiting(data: ReportData):
-    pending = _pending(data)
-    if pending.is_empty():
+    counts, order = _clinic_lectures(data)
+    if order.is_empty():
         return None
-    bucket = pl.when(pl.col("days_waiting").is_null()).then(pl.lit("날짜 없음"))
-    for label, upper, _ in WAIT_BUCKETS:
-        bucket = bucket.when(pl.col("days_waiting") <= upper if upper else pl.lit(True)).then(
-            pl.lit(label)
-        )
-    pending = pending.with_columns(
-        _lecture_names(len(data.academies) > 1).alias("name"), bucket.alias("bucket")
-    )
-    counts = pending.group_by("name", "bucket").len()
-    order = counts.group_by("name").agg(pl.col("len").sum()).sort("len", "name")["name"]
+    if order.len() > CHART_LECTURES:  # the lectures with the most waiting students
+        order = order.tail(CHART_LECTURES)
+        counts = counts.filter(pl.col("name").is_in(order.implode()))
     fig = go.Figure()
     for label, _, color in [*WAIT_BUCKETS, ("날짜 없음", None, "#bdbdbd")]:
         part = counts.filter(pl.col("bucket") == label)
@@ -631,7 +756,7 @@ CHARTS = {  # key: (title, builder, sentence when there is nothing to draw)
 
 def _kpis(data: ReportData) -> str:
     c = data.counts
-    pending = _pending(data)
+    pending = data.clinic_pending
     warn, danger = data.label("risk_level", "WARNING"), data.label("risk_level", "DANGER")
     items = [
         ("", "강의", f"{c['lectures']:,}", "수강생이 있는 강의"),
@@ -656,8 +781,8 @@ def _kpis(data: ReportData) -> str:
         (
             "",
             "클리닉 대기 학생",
-            f"{pending['student_id'].n_unique():,}명",
-            f"학생·강의 {pending.height:,}줄 · 대기 차시 {int(pending['pending_sessions'].sum()):,}개",
+            f"{pending['students']:,}명",
+            f"학생·강의 {pending['lines']:,}줄 · 대기 차시 {pending['sessions']:,}개",
         ),
         (
             "",
@@ -682,8 +807,27 @@ def _section(key: str, title: str, lead: str, body: str) -> str:
     return f'<section id="{key}"><h2>{html.escape(title)}</h2>{lead_html}{body}</section>'
 
 
+def _capped(shown: int, total: int | None) -> bool:
+    return total is not None and total > shown
+
+
+def _cap_note(shown: int, total: int | None) -> str:
+    """The sentence under a capped list table ("" when the table holds the whole list)."""
+    if not _capped(shown, total):
+        return ""
+    return (
+        f'<p class="note">이 페이지에는 가장 급한 {shown:,}건만 싣습니다 (전체 {total:,}건). '
+        f"{FULL_LISTS}</p>"
+    )
+
+
 def _at_risk_section(data: ReportData) -> str:
-    title = f"주의·위험 수강 전체 ({data.at_risk.height:,}건)"
+    shown, total = data.at_risk.height, data.at_risk_total
+    title = (
+        f"주의·위험 수강 (상위 {shown:,}건 / 전체 {total:,}건)"
+        if _capped(shown, total)
+        else f"주의·위험 수강 전체 ({shown:,}건)"
+    )
     if data.at_risk.is_empty():
         return _section(
             "students", title, "", '<p class="note">주의·위험 단계의 수강이 없습니다.</p>'
@@ -713,7 +857,8 @@ def _at_risk_section(data: ReportData) -> str:
         lead,
         data_table(
             "t-atrisk", data.at_risk, columns, data.academies, "검색: 학생 번호, 강의, 사유, 위험…"
-        ),
+        )
+        + _cap_note(shown, total),
     )
 
 
@@ -746,16 +891,20 @@ def _clinic_section(data: ReportData, chart: str) -> str:
         "(오늘 진행 중인 차시의 자동 미통과는 제외하고 '오늘 진행 중'에 따로 셉니다). "
         "대기가 있는 줄이 먼저, 오래 기다린 순서입니다."
     )
+    shown, total = frame.height, data.clinic_total
     table = (
         data_table(
             "t-clinic", frame, columns, data.academies, "검색: 학생 번호, 강의, 사유, 미승인…"
         )
+        + _cap_note(shown, total)
         if frame.height
         else '<p class="note">클리닉 대상이 없습니다.</p>'
     )
     return _section(
         "clinic",
-        f"클리닉 대기열 (학생·강의 {frame.height:,}줄)",
+        f"클리닉 대기열 (학생·강의 상위 {shown:,}줄 / 전체 {total:,}줄)"
+        if _capped(shown, total)
+        else f"클리닉 대기열 (학생·강의 {shown:,}줄)",
         lead,
         chart + "<h3>학생별 클리닉 대기열</h3>" + table,
     )
@@ -854,10 +1003,17 @@ def _evaluation_section(data: ReportData, chart: str, title: str) -> str:
             f"<h3>학원·강의별 (현재 설정: 주의 {t.warning} · 위험 {t.danger})</h3>"
             + data_table(
                 "t-eval-scopes",
-                scopes,
+                scopes.head(data.max_rows),
                 [Column("scope_name", "학원·강의"), *level_column, *figures],
                 data.academies,
                 "검색: 강의 이름, 학원…",
+            )
+            + (
+                f'<p class="note">이 페이지에는 처음 {data.max_rows:,}줄만 싣습니다 '
+                f"(전체 {scopes.height:,}줄; <code>progress sql</code>로 "
+                "marts.rule_evaluation 전체를 볼 수 있습니다).</p>"
+                if scopes.height > data.max_rows
+                else ""
             )
         )
     return _section("evaluation", title, lead, body)
@@ -915,6 +1071,29 @@ LEADS = {
 }
 
 
+def _chart_cap_note(data: ReportData, key: str) -> str:
+    """The sentence above a per-lecture chart that draws CHART_LECTURES of more lectures."""
+    if key == "risk":
+        total, rule = _risk_lectures(data).height, "위험·주의 수강이 많은"
+    elif key == "completion":
+        total, rule = _completion_lectures(data).height, "위험·주의 수강이 많은"
+    elif key == "clinic":
+        total, rule = _clinic_lectures(data)[1].len(), "클리닉 대기 학생이 많은"
+    else:
+        return ""
+    if total <= CHART_LECTURES:
+        return ""
+    one = (
+        ""
+        if data.academy is not None
+        else "; 학원 하나만: <code>progress report --academy N</code>"
+    )
+    return (
+        f'<p class="note">강의 {total:,}개 가운데 {rule} {CHART_LECTURES}개만 그렸습니다 '
+        f"(showing the {CHART_LECTURES} of {total:,} lectures that rank first{one}).</p>"
+    )
+
+
 def render(data: ReportData) -> tuple[str, list[str], list[str]]:
     """The page's HTML, the titles of the charts drawn and of those replaced by a note."""
     parts, drawn, notes = render_parts(data)
@@ -932,7 +1111,7 @@ def render_parts(data: ReportData) -> tuple[list[str], list[str], list[str]]:
             charts[key] = f'<p class="note">{html.escape(note)}</p>'
         else:
             drawn.append(title)
-            charts[key] = _chart_div(key, fig)
+            charts[key] = _chart_cap_note(data, key) + _chart_div(key, fig)
     sections = [
         _at_risk_section(data),
         _clinic_section(data, charts["clinic"]),
@@ -992,10 +1171,15 @@ clinic_links, risk_log, rule_evaluation · 차트: Plotly (오프라인 내장)<
 
 
 def write_report(
-    warehouse: Path, out: Path, academy: int | None = None, thresholds: RiskThresholds | None = None
+    warehouse: Path,
+    out: Path,
+    academy: int | None = None,
+    thresholds: RiskThresholds | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> ReportResult:
-    """Render the report for the warehouse (one academy or all) into `out`, atomically."""
-    data = load(Path(warehouse), academy, thresholds)
+    """Render the report for the warehouse (one academy or all) into `out`, atomically; each
+    list table holds at most `max_rows` rows."""
+    data = load(Path(warehouse), academy, thresholds, max_rows)
     parts, drawn, notes = render_parts(data)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

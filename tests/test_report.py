@@ -20,8 +20,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+import typer
+from typer.testing import CliRunner
 
-from pipelines.core.views import CLINIC_BY_STUDENT
+from pipelines import report
+from pipelines.cli_consume import report as report_command
+from pipelines.core.views import CLINIC_BY_STUDENT, VIEWS
 from pipelines.report import ReportError, chart_completion_by_lecture, load, render, write_report
 from pipelines.runner import run_pipeline
 from tests.conftest import write_landing
@@ -401,3 +405,94 @@ def test_report_in_chromium_at_desktop_and_tablet_widths(warehouse, tmp_path, ca
     data = body_data(doms["broken"])
     assert data["charts-drawn"] == "0" and data["csp-violations"] != "0", data
     assert data["overlaps"] != "0" and "cards: kpi / kpi" in data["overlap-detail"], data
+
+
+# --------------------------------------------------------------------------------------------
+# A bounded page (issue 10): at most max_rows rows per list, at most CHART_LECTURES lectures
+# --------------------------------------------------------------------------------------------
+
+
+def test_lists_are_capped_at_max_rows_most_urgent_first(warehouse):
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        view = VIEWS["v_at_risk_students"]
+        urgent = con.sql(view.sql).pl()["enrollment_id"].to_list()
+        clinic = con.sql(CLINIC_BY_STUDENT.sql).pl()
+    assert len(urgent) == 5 and clinic.height == 6  # more rows than the cap below
+    full = load(warehouse)
+    data = load(warehouse, max_rows=2)
+    assert data.at_risk["enrollment_id"].to_list() == urgent[:2]  # the view's first rows
+    assert (data.at_risk_total, data.clinic_total) == (5, 6)
+    assert data.clinic.rows() == clinic.head(2).rows()
+    page, _, _ = render(data)
+    assert "주의·위험 수강 (상위 2건 / 전체 5건)" in page and "주의·위험 수강 전체" not in page
+    assert "클리닉 대기열 (학생·강의 상위 2줄 / 전체 6줄)" in page
+    rows = table_rows(page, "t-atrisk")
+    enrollment = column(page, "t-atrisk", "수강")
+    assert [int(r[enrollment]) for _, r in rows] == urgent[:2]
+    assert len(table_rows(page, "t-clinic")) == 2
+    notes = re.findall(
+        r'<p class="note">이 페이지에는 가장 급한 (\d)건만 싣습니다 \(전체 (\d)건\)', page
+    )
+    assert notes == [("2", "5"), ("2", "6")]
+    assert page.count(report.FULL_LISTS) == 2  # under both tables
+    assert "<code>progress export</code>의 학원별 v_at_risk_students · v_clinic_queue" in page
+    # the cards count the whole warehouse, capped or not
+    cards = re.compile(r'<div class="kpis" id="cards">.*?</div></div>', re.DOTALL)
+    assert cards.search(page)[0] == cards.search(render(full)[0])[0]
+    assert "클리닉 대기 학생<b>5명</b>" in cards.search(page)[0]
+    # not capped: the old titles, no note
+    page = render(load(warehouse, max_rows=5))[0]
+    assert "주의·위험 수강 전체 (5건)" in page and page.count("가장 급한") == 1  # the clinic
+    assert "클리닉 대기열 (학생·강의 상위 5줄 / 전체 6줄)" in page  # 6 > 5: capped there only
+    page = render(full)[0]  # the default (1,000): nothing capped
+    assert "클리닉 대기열 (학생·강의 6줄)" in page and "가장 급한" not in page
+    with pytest.raises(ReportError, match="at least 1"):
+        load(warehouse, max_rows=0)
+
+
+def test_per_lecture_charts_draw_the_top_lectures_with_a_note(warehouse, monkeypatch):
+    data = load(warehouse)
+    page = render(data)[0]
+    assert "개만 그렸습니다" not in page  # two lectures: all drawn
+    summary = data.summary.filter(pl.col("active_enrollments") > 0)
+    at_risk = summary.with_columns(
+        (pl.col("danger_enrollments") + pl.col("warning_enrollments")).alias("n")
+    ).sort("n", "lecture_id", descending=[True, False])
+    top = at_risk["lecture_id"][0]
+    assert at_risk["n"][0] > at_risk["n"][1]  # a clear first lecture
+    monkeypatch.setattr(report, "CHART_LECTURES", 1)
+    risk = report.chart_risk_by_lecture(data)
+    assert {y for t in risk.data for y in t.y} == {
+        n for n in risk.data[0].y if f"(#{top})" in n
+    } and len(risk.data[0].y) == 1
+    completion = chart_completion_by_lecture(data)
+    lines = [t.name for t in completion.data if t.mode == "lines+markers"]
+    assert len(lines) == 1 and f"(#{top})" in lines[0]
+    page = render(data)[0]
+    assert page.count("강의 2개 가운데 위험·주의 수강이 많은 1개만 그렸습니다") == 2
+    assert "강의 2개 가운데 클리닉 대기 학생이 많은 1개만 그렸습니다" in page
+    assert "progress report --academy N" in page
+    assert "--academy N" not in render(load(warehouse, academy=10))[0]  # one lecture
+
+
+def test_max_rows_below_one_is_refused_with_one_line(warehouse, tmp_path):
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(report_command)
+    app.command("noop")(lambda: None)  # a second command keeps `report` a subcommand
+    out = tmp_path / "r.html"
+    args = [
+        "report",
+        "--warehouse",
+        str(warehouse),
+        "--out",
+        str(out),
+        "--landing",
+        str(tmp_path / "l"),
+    ]
+    result = CliRunner().invoke(app, [*args, "--max-rows", "0"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "--max-rows" in lines[0], result.output
+    assert not out.exists()
+    result = CliRunner().invoke(app, [*args, "--max-rows", "2"])
+    assert result.exit_code == 0, result.output
+    assert "주의·위험 수강 (상위 2건 / 전체 5건)" in out.read_text(encoding="utf-8")
