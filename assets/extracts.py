@@ -7,10 +7,15 @@ enrollments, which change the plan) the plan and every range dropped: see
 `pipelines.core.bucket_store`.
 """
 
+import time
+from pathlib import Path
+
 import dagster as dg
+import duckdb
+import polars as pl
 
 from checks.extract_checks import ingest_check_results, ingest_check_specs
-from pipelines.core import bucket_store
+from pipelines.core import bucket_store, publish
 from pipelines.core.buckets import plan_buckets
 from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.ingest import (
@@ -21,6 +26,7 @@ from pipelines.core.ingest import (
     ingest_table,
     missing_extract_message,
     missing_extract_warned,
+    raw_frame_schema,
 )
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
 from pipelines.core.warehouse import (
@@ -32,6 +38,7 @@ from pipelines.core.warehouse import (
     write_table,
 )
 from pipelines.metadata import definition_metadata, frame_metadata, table_doc
+from pipelines.pandera_checks import schema_failure
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
 
 AUDIT_TABLE = "raw.ingest_audit"
@@ -85,6 +92,74 @@ def audit_statements(result: TableIngest) -> list[tuple[str, list]]:
     ]
 
 
+def spill_folder(warehouse: Path) -> Path:
+    """Where the ingest spills rows per bucket: beside the staging file, in the folder DuckDB
+    spills to (`<warehouse>.building.tmp/`)."""
+    staging = publish.staging_path(warehouse)
+    return staging.with_name(staging.name + ".tmp")
+
+
+def ingest_into(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    landing: Path,
+    tz: str,
+    target: int,
+    spill: Path | None = None,
+    validate: bool = True,
+    timings: dict[str, float] | None = None,
+) -> TableIngest:
+    """Ingest `table` into raw.<table> and quarantine.<table>, with its audit row and (see
+    `pipelines.core.bucket_store`) the bucket plan and ranges, in one transaction.
+
+    A table with an enrollment_id is written bucket after bucket as the ingest hands the
+    buckets out: each is validated against the raw model (Pandera, in memory: the first
+    failure is kept for the raw_schema check; not with `validate=False`, the benchmark's
+    ingest stage) and appended, so no whole table is held. `timings`, when given, gets the
+    seconds spent reading the references (`read_refs`) and writing to DuckDB (`write`).
+    """
+    timings = timings if timings is not None else {}
+    started = time.perf_counter()
+    spec, raw_model = SPECS[table], RAW_MODELS[table]
+    refs = {t: read_table(con, f"raw.{t}") for t in sorted(set(spec.references.values()))}
+    buckets = None
+    if table in BUCKETED_TABLES:
+        pairs = bucket_store.read_pairs(con)
+        buckets = BucketMap.of(pairs, plan_buckets(pairs, target))
+        del pairs
+    failures: list[str] = []
+    timings["read_refs"], timings["write"] = time.perf_counter() - started, 0.0
+
+    def emit(bucket: int | None, frame: pl.DataFrame) -> None:
+        if validate and not failures:
+            failure = schema_failure(raw_model, frame)
+            if failure is not None:
+                failures.append(failure)
+        began = time.perf_counter()
+        write_table(con, f"raw.{table}", frame, append=True)
+        timings["write"] += time.perf_counter() - began
+
+    with transaction(con):
+        empty = pl.DataFrame(schema=raw_frame_schema(spec))
+        write_table(con, f"raw.{table}", empty)
+        result = ingest_table(table, landing, tz, refs, buckets, emit=emit, spill=spill)
+        del refs
+        began = time.perf_counter()
+        result.raw_failure, result.raw_validated = (failures or [None])[0], validate
+        document_table(con, f"raw.{table}", table_doc(raw_model))
+        write_table(con, f"quarantine.{table}", result.quarantine)
+        document_table(con, f"quarantine.{table}", table_doc(quarantine_models()[table]))
+        for sql, params in audit_statements(result):
+            con.execute(sql, params)
+        if buckets is not None and result.ranges is not None:
+            bucket_store.write_plan(con, buckets.plan, target)
+            bucket_store.write_ranges(con, table, result.ranges)
+        elif table in PLAN_INPUTS:
+            bucket_store.invalidate(con)
+    timings["write"] += time.perf_counter() - began  # the quarantine, audit, ranges, commit
+    return result
+
+
 def build_extract_asset(table: str) -> dg.AssetsDefinition:
     spec = SPECS[table]
     upstream = sorted(set(spec.references.values()))
@@ -120,39 +195,25 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
     def _ingest(
         context: dg.AssetExecutionContext, settings: ProgressSettings, warehouse: WarehouseResource
     ):
-        target, buckets = settings.bucket_enrollments, None
         with warehouse.get_connection() as con:
-            refs = {t: read_table(con, f"raw.{t}") for t in upstream}
-            if table in BUCKETED_TABLES:
-                pairs = bucket_store.read_pairs(con)
-                buckets = BucketMap.of(pairs, plan_buckets(pairs, target))
-                del pairs
-        result = ingest_table(table, settings.landing, settings.timezone, refs, buckets)
+            result = ingest_into(
+                con,
+                table,
+                settings.landing,
+                settings.timezone,
+                settings.bucket_enrollments,
+                spill_folder(warehouse.published),
+            )
+            document_table(con, AUDIT_TABLE, AUDIT_DOC)
+            stored = {
+                layer: stored_schema(con, f"{layer}.{table}") for layer in ("raw", "quarantine")
+            }
         for refused in result.refused:
             context.log.warning(f"{table}: {refused}")
         # contract §1: a refused file contributes no row, the run goes on
         if missing_extract_warned(table, len(result.files), bool(result.refused)):
             refused = "; ".join(str(r) for r in result.refused) or None
             context.log.warning(missing_extract_message(table, refused))
-        with warehouse.get_connection() as con:
-            with transaction(con):
-                for layer, frame, model in (
-                    ("raw", result.raw, raw_model),
-                    ("quarantine", result.quarantine, quarantine_model),
-                ):
-                    write_table(con, f"{layer}.{table}", frame)
-                    document_table(con, f"{layer}.{table}", table_doc(model))
-                for sql, params in audit_statements(result):
-                    con.execute(sql, params)
-                if buckets is not None and result.ranges is not None:
-                    bucket_store.write_plan(con, buckets.plan, target)
-                    bucket_store.write_ranges(con, table, result.ranges)
-                elif table in PLAN_INPUTS:
-                    bucket_store.invalidate(con)
-            document_table(con, AUDIT_TABLE, AUDIT_DOC)
-            stored = {
-                layer: stored_schema(con, f"{layer}.{table}") for layer in ("raw", "quarantine")
-            }
         ledger = {
             "files": len(result.files),
             "refused_files": [str(r) for r in result.refused],
@@ -162,7 +223,10 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
             "quarantine_share": round(result.quarantine_share, 6),
         }
         yield dg.MaterializeResult(
-            asset_key=raw_key, metadata=frame_metadata(raw_model, result.raw) | ledger
+            asset_key=raw_key,
+            metadata=frame_metadata(raw_model, result.raw)
+            | {"dagster/row_count": result.used}
+            | ledger,
         )
         yield dg.MaterializeResult(
             asset_key=quarantine_key,

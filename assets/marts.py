@@ -157,6 +157,3 @@ def dim_labels_mart(warehouse: WarehouseResource):
         stored = stored_schema(con, "marts.dim_labels")
     yield dg.MaterializeResult(metadata=frame_metadata(model, frame))
     yield schema_result(model, frame, "dim_labels", stored=stored, failure=failure)
-
-
-mart_assets = [progress_marts, dim_labels_mart]

@@ -108,7 +108,10 @@ def ingest_check_results(
     return [
         schema_check_result(
             RAW_MODELS[table],
-            result.raw,
+            # validated bucket by bucket as it was written (then `raw_failure` says how)
+            result.raw.clear() if result.raw_validated else result.raw,
+            failure=result.raw_failure,
+            rows=result.used,
             stored=stored["raw"],
             asset_key=dg.AssetKey(["raw", table]),
             check_name="raw_schema",

@@ -37,6 +37,7 @@ from pipelines.core.history import (
     stored_dates,
 )
 from pipelines.core.marts import RiskThresholds
+from pipelines.core.vocabulary import FLAGGED_LEVELS
 from pipelines.core.warehouse import table_exists
 from pipelines.exit_codes import CommandFailed, ExitCode
 from pipelines.resources import DEFAULT_TIMEZONE
@@ -185,7 +186,7 @@ class AlertsSummary:
     @property
     def counts(self) -> dict[str, int]:
         found = dict(self.alerts.group_by("risk_level").len().iter_rows())
-        return {level: int(found.get(level, 0)) for level in ("WARNING", "DANGER")}
+        return {level: int(found.get(level, 0)) for level in FLAGGED_LEVELS}
 
 
 def alerts_summary(

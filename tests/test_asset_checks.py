@@ -59,11 +59,13 @@ def test_every_reported_check_passes_and_counts_rows(tmp_path):
 
 
 def test_raw_row_breaking_the_contract_fails_raw_schema_and_blocks_the_marts(tmp_path, monkeypatch):
-    def broken(table, *args, **kwargs):
-        result = ingest_table(table, *args, **kwargs)
-        if table == "video_progress":  # a progress rate above 100 slips through
-            result.raw = result.raw.with_columns(pl.lit(250.0).alias("progress_rate"))
-        return result
+    def broken(table, *args, emit, **kwargs):
+        def slipped(bucket, frame):
+            if table == "video_progress":  # a progress rate above 100 slips through
+                frame = frame.with_columns(pl.lit(250.0).alias("progress_rate"))
+            emit(bucket, frame)
+
+        return ingest_table(table, *args, emit=slipped, **kwargs)
 
     monkeypatch.setattr(assets.extracts, "ingest_table", broken)
     warehouse = tmp_path / "wh.duckdb"

@@ -103,42 +103,49 @@ def stage_lower_bound(a: argparse.Namespace) -> dict:
 def stage_ingest(a: argparse.Namespace) -> dict:
     import duckdb
 
+    from assets.extracts import ingest_into, spill_folder
     from pipelines.core.contract import SPECS, TABLES
-    from pipelines.core.ingest import ingest_table
-    from pipelines.core.warehouse import read_table, replace_tables
+    from pipelines.resources import ProgressSettings
 
     warehouse = Path(a.warehouse)
     for path in (warehouse, Path(f"{warehouse}.wal")):
         path.unlink(missing_ok=True)
+    target = ProgressSettings().bucket_enrollments
     tables: dict[str, dict] = {}
     start = begin()
     with duckdb.connect(str(warehouse)) as con:
         for table in TABLES:
             note(f"ingesting {table}")
             t0 = time.perf_counter()
-            upstream = sorted(set(SPECS[table].references.values()))
-            refs = {t: read_table(con, f"raw.{t}") for t in upstream}
+            # what the asset does: read the references, ingest (events bucket by bucket, each
+            # appended as it is done), write quarantine.*, the audit row and the bucket ranges,
+            # in one transaction
+            spent: dict[str, float] = {}
+            result = ingest_into(
+                con,
+                table,
+                Path(a.landing),
+                a.tz,
+                target,
+                spill_folder(warehouse),
+                validate=False,
+                timings=spent,
+            )
             t1 = time.perf_counter()
-            result = ingest_table(table, Path(a.landing), a.tz, refs)
-            t2 = time.perf_counter()
             if not result.files and not SPECS[table].is_optional:
                 raise RuntimeError(f"no readable extract for {table}")
-            replace_tables(
-                con, {f"raw.{table}": result.raw, f"quarantine.{table}": result.quarantine}
-            )
-            t3 = time.perf_counter()
             tables[table] = {
-                "read_refs_seconds": round(t1 - t0, 4),
-                "ingest_seconds": round(t2 - t1, 4),
-                "write_seconds": round(t3 - t2, 4),
+                "read_refs_seconds": round(spent["read_refs"], 4),
+                "ingest_seconds": round(t1 - t0 - spent["read_refs"] - spent["write"], 4),
+                "write_seconds": round(spent["write"], 4),
                 "delivered": result.delivered,
-                "raw_rows": result.raw.height,
+                "raw_rows": result.used,
                 "quarantined": result.quarantine.height,
                 "collapsed": result.collapsed,
                 "files": len(result.files),
                 "rss_peak_so_far_mb": _peak_mb(),
             }
-            del result, refs
+            del result
     seconds = end(start)
     event_rows = sum(tables[t]["raw_rows"] for t in TABLES if SPECS[t].is_event)
     return {

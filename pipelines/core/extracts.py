@@ -157,7 +157,7 @@ def find_files(landing: Path, table: str) -> list[tuple[str, Path]]:
 
 
 def _delivered_frame(
-    spec: TableSpec, columns: dict[str, list | pl.Series], n: int, rel: str
+    spec: TableSpec, columns: dict[str, list | pl.Series], n: int, rel: str, start: int = 0
 ) -> pl.DataFrame:
     data = [
         columns[name]
@@ -168,7 +168,7 @@ def _delivered_frame(
     frame = pl.DataFrame(data)
     return frame.with_columns(
         pl.lit(rel, pl.String).cast(pl.Categorical).alias("_source_file"),
-        pl.int_range(1, n + 1, dtype=pl.Int64).alias("_source_row"),
+        pl.int_range(start + 1, start + n + 1, dtype=pl.Int64).alias("_source_row"),
     )
 
 
@@ -371,6 +371,95 @@ def _polars_read(path: Path, positions: dict[str, int], rows: int) -> dict[str, 
     return {name: by_index[i].alias(name) for name, i in positions.items()}
 
 
+def _typed_columns(
+    spec: TableSpec, positions: dict[str, int], tz: str, column
+) -> dict[str, pl.Series]:
+    """The contract columns in their contract types (`_native`); `column(name, index)` gives
+    the delivered column. A type Polars cannot take refuses the file."""
+    types = {c.name: c.type for c in spec.columns}
+    try:
+        return {name: _native(column(name, i), types[name], tz) for name, i in positions.items()}
+    except Exception as exc:  # an exotic column type polars cannot take
+        raise FileRefused(f"unsupported Parquet column type ({exc})") from None
+
+
+def _parquet_batches(
+    spec: TableSpec, path: Path, rel: str, tz: str, batch_rows: int
+) -> Iterator[pl.DataFrame]:
+    """A Parquet file as delivered frames of whole row groups, about `batch_rows` rows each.
+
+    Each batch is a slice of Polars' scan (it reads only the row groups of the slice); when
+    Polars cannot read a batch, pyarrow reads the file and gives the rows not yielded yet (or
+    its failure refuses the file), as `read_parquet_file` decides for a whole file.
+    """
+    meta = pq.ParquetFile(path)
+    try:
+        names, rows = meta.schema_arrow.names, meta.metadata.num_rows
+        groups = [meta.metadata.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    finally:
+        meta.close()
+    positions = _contract_positions(spec, names)
+    if not positions:  # no contract column: nothing to read in batches
+        yield read_parquet_file(spec, path, rel, tz)
+        return
+    indices = sorted(set(positions.values()))
+    chunks, size = [], 0
+    for n in groups:
+        size += n
+        if size >= batch_rows:
+            chunks.append(size)
+            size = 0
+    if size or not chunks:
+        chunks.append(size)
+    done = 0
+    for n in chunks:
+        frame = None
+        try:
+            with _stderr_held():  # a panic here is not the file's end: pyarrow may still read it
+                frame = (
+                    pl.scan_parquet(path, glob=False, hive_partitioning=False)
+                    .select(pl.nth(indices))
+                    .slice(done, n)
+                    .collect()
+                )
+        except READ_FAILURES:  # an exotic layout, or a panic on damaged data
+            frame = None
+        if frame is None or frame.height != n or frame.width != len(indices):
+            yield from _pyarrow_rest(spec, path, rel, tz, positions, done, batch_rows)
+            return
+        by_index = dict(zip(indices, frame.get_columns(), strict=True))
+        del frame
+        columns = _typed_columns(
+            spec, positions, tz, lambda name, i, got=by_index: got[i].alias(name)
+        )
+        yield _delivered_frame(spec, columns, n, rel, start=done)
+        done += n
+    if done != rows:  # the row groups do not add up to the file's row count: pyarrow decides
+        yield from _pyarrow_rest(spec, path, rel, tz, positions, done, batch_rows)
+
+
+def _pyarrow_rest(
+    spec: TableSpec,
+    path: Path,
+    rel: str,
+    tz: str,
+    positions: dict[str, int],
+    done: int,
+    batch_rows: int,
+) -> Iterator[pl.DataFrame]:
+    """The rows of a Parquet file from `done` on, read by pyarrow (a failure refuses it)."""
+    table = pq.read_table(path)
+    for start in range(done, table.num_rows, max(batch_rows, 1)):
+        part = table.slice(start, batch_rows)
+        columns = _typed_columns(
+            spec,
+            positions,
+            tz,
+            lambda name, i, part=part: pl.Series(name, pl.from_arrow(part.column(i))),
+        )
+        yield _delivered_frame(spec, columns, part.num_rows, rel, start=start)
+
+
 def read_parquet_file(spec: TableSpec, path: Path, rel: str, tz: str) -> pl.DataFrame:
     meta = pq.ParquetFile(path)
     try:
@@ -462,3 +551,70 @@ def read_files(
             _log.debug("%s: refused", rel, exc_info=True)  # the details, for whoever debugs
             result = RefusedFile(spec.name, rel, failure_reason(exc, path, rel))
         yield rel, result
+
+
+class Refusal(Exception):
+    """Raised while a file's batches are read: the file is refused whole (`refused`)."""
+
+    def __init__(self, refused: RefusedFile):
+        super().__init__(str(refused))
+        self.refused = refused
+
+
+# Rows per batch of a batched read: whole Parquet row groups adding up to at least this many.
+BATCH_ROWS = 1_000_000
+
+
+def read_file_batches(
+    spec: TableSpec, landing: Path, tz: str, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[str, Iterator[pl.DataFrame] | RefusedFile]]:
+    """`read_files` in bounded pieces: each file, in relative-path order, as an iterator of its
+    delivered frames (record order; `_source_row` counts from the file's first record), or
+    refused before reading.
+
+    Iterating a file's batches raises `Refusal` when the file turns out unreadable (at any
+    batch, or changed when its last batch was read): the consumer then drops what it took from
+    the file's earlier batches, so nothing of a refused file is used. A Parquet file is read a
+    few row groups at a time; a CSV file is read and decoded whole (its records are only known
+    after its last quote), then handed out in slices, so its typed copies stay bounded.
+    """
+    found, refused = scan(landing, spec.name)
+    signatures = {}
+    for rel, path in found:
+        try:
+            signatures[rel] = _signature(path)
+        except OSError:
+            signatures[rel] = None
+    entries: list[tuple[str, Path | RefusedFile]] = [*found, *((r.file, r) for r in refused)]
+    for rel, entry in sorted(entries, key=lambda item: item[0]):
+        if isinstance(entry, RefusedFile):
+            yield rel, entry
+        else:
+            yield rel, _checked_batches(spec, entry, rel, tz, batch_rows, signatures[rel])
+
+
+def _checked_batches(
+    spec: TableSpec,
+    path: Path,
+    rel: str,
+    tz: str,
+    batch_rows: int,
+    signature: tuple[int, int] | None,
+) -> Iterator[pl.DataFrame]:
+    try:
+        if Path(rel).suffix.lower() == ".csv":
+            with _stderr_held():
+                frame = read_csv_file(spec, path, rel)
+            if _signature(path) != signature:
+                raise FileRefused(STILL_WRITTEN)
+            for start in range(0, max(frame.height, 1), max(batch_rows, 1)):
+                yield frame.slice(start, batch_rows)
+            return
+        yield from _parquet_batches(spec, path, rel, tz, batch_rows)
+        if _signature(path) != signature:
+            raise FileRefused(STILL_WRITTEN)
+    except FileRefused as exc:
+        raise Refusal(RefusedFile(spec.name, rel, str(exc))) from None
+    except READ_FAILURES as exc:  # any failure refuses this file only
+        _log.debug("%s: refused", rel, exc_info=True)  # the details, for whoever debugs
+        raise Refusal(RefusedFile(spec.name, rel, failure_reason(exc, path, rel))) from None

@@ -32,13 +32,21 @@ from .marts import (
     lecture_progress_at,
     risk_reason,
 )
+from .vocabulary import LEVEL_RANK, LOW_SCORE
+from .warehouse import (
+    TableDoc,
+    column_names,
+    document_table,
+    ident,
+    registered,
+    table_exists,
+    target,
+    transaction,
+)
 
 E = "enrollment_id"
 AS_OF_DATE = "as_of_date"
 END_OF_DAY = time(23, 59, 59)
-LEVEL_RANK = {"NORMAL": 0, "WARNING": 1, "DANGER": 2}
-LOW_SCORE, INCOMPLETE = "CONSECUTIVE_LOW_SCORE", "CONSECUTIVE_INCOMPLETE"
-# Same text as marts.risk_log.reason (contract §4.3); `{}` is the streak.
 
 HISTORY_TABLES = ("lecture_progress_daily", "risk_daily_summary", "risk_alerts")
 LECTURE_PROGRESS_DAILY_COLUMNS = [AS_OF_DATE, *LECTURE_PROGRESS_COLUMNS]
@@ -220,59 +228,32 @@ def alerts_since_previous_day(
 # --------------------------------------------------------------------------------------------
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _target(qualified: str) -> tuple[str, str, str]:
-    schema, table = qualified.split(".")
-    return schema, table, f"{_ident(schema)}.{_ident(table)}"
-
-
 def prepare_dates(
     con: duckdb.DuckDBPyConnection,
     qualified: str,
     frame: pl.DataFrame,
     days: Iterable[date],
-    doc: object | None = None,
+    doc: TableDoc | None = None,
 ) -> None:
     """Make `schema.table` ready to take `frame`'s rows for `days`: create it on first use
-    (with the frame's types and the COMMENT ON docs; `doc` is a
-    `pipelines.core.warehouse.TableDoc`-like: `.description`, `.columns`), add a column the
-    frame has but the table lacks (older dates read null there), and delete the rows of
-    `days`. Rows of other dates are never touched."""
-    schema, table, target = _target(qualified)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-    con.register("_incoming", frame.head(0).to_arrow())
-    try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM _incoming LIMIT 0")
-        existing = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = ? AND table_name = ?",
-                [schema, table],
-            ).fetchall()
-        }
-        types = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM _incoming").fetchall()}
-    finally:
-        con.unregister("_incoming")
+    (with the frame's types), add a column the frame has but the table lacks (older dates
+    read null there), delete the rows of `days`, and COMMENT ON it from `doc`. Rows of other
+    dates are never touched."""
+    name = target(qualified)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(qualified.split('.')[0])}")
+    with registered(con, frame.head(0)) as incoming:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM {incoming} LIMIT 0")
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {incoming}").fetchall()}
+    existing = set(column_names(con, qualified))
     for column in frame.columns:
         if column not in existing:
-            con.execute(f"ALTER TABLE {target} ADD COLUMN {_ident(column)} {types[column]}")
+            con.execute(f"ALTER TABLE {name} ADD COLUMN {ident(column)} {types[column]}")
     con.execute(
-        f"DELETE FROM {target} WHERE {_ident(AS_OF_DATE)} IN (SELECT unnest(?::DATE[]))",
+        f"DELETE FROM {name} WHERE {ident(AS_OF_DATE)} IN (SELECT unnest(?::DATE[]))",
         [sorted(set(days))],
     )
-    if doc is not None and getattr(doc, "description", ""):
-        con.execute(f"COMMENT ON TABLE {target} IS {_quote(doc.description)}")
-    for column, text in (getattr(doc, "columns", None) or {}).items():
-        if column in frame.columns and text:
-            con.execute(f"COMMENT ON COLUMN {target}.{_ident(column)} IS {_quote(text)}")
+    if doc is not None:
+        document_table(con, qualified, doc)
 
 
 def _dated_within(qualified: str, frame: pl.DataFrame, days: list[date]) -> None:
@@ -288,18 +269,15 @@ def append_dates(
 ) -> None:
     """Append rows dated within `days` to a table `prepare_dates` made ready."""
     _dated_within(qualified, frame, sorted(set(days)))
-    con.register("_incoming", frame.to_arrow())
-    try:
-        con.execute(f"INSERT INTO {_target(qualified)[2]} BY NAME SELECT * FROM _incoming")
-    finally:
-        con.unregister("_incoming")
+    with registered(con, frame) as incoming:
+        con.execute(f"INSERT INTO {target(qualified)} BY NAME SELECT * FROM {incoming}")
 
 
 def replace_dates(
     con: duckdb.DuckDBPyConnection,
     tables: Mapping[str, pl.DataFrame],
     days: Iterable[date],
-    docs: Mapping[str, object] | None = None,
+    docs: Mapping[str, TableDoc] | None = None,
 ) -> None:
     """For each `schema.table` -> frame (rows dated within `days`): DELETE those dates' rows,
     INSERT the frame; all tables in one transaction, so readers see the old dates or the new.
@@ -308,28 +286,21 @@ def replace_dates(
     for qualified, frame in tables.items():
         _dated_within(qualified, frame, days)
     docs = docs or {}
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for qualified, frame in tables.items():
             prepare_dates(con, qualified, frame, days, docs.get(qualified))
             append_dates(con, qualified, frame, days)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def read_dates(
     con: duckdb.DuckDBPyConnection, qualified: str, days: Iterable[date] | None = None
 ) -> pl.DataFrame:
     """Rows of a history table, all dates or only `days`, sorted by date then key columns."""
-    _, _, target = _target(qualified)
-    sql = f"SELECT * FROM {target}"
+    sql = f"SELECT * FROM {target(qualified)}"
     params: list = []
     if days is not None:
-        days = list(days)
-        sql += f" WHERE {_ident(AS_OF_DATE)} IN (SELECT unnest(?::DATE[]))"
-        params.append(days)
+        sql += f" WHERE {ident(AS_OF_DATE)} IN (SELECT unnest(?::DATE[]))"
+        params.append(list(days))
     frame = con.execute(sql, params).pl()
     keys = [c for c in (AS_OF_DATE, "academy_id", "lecture_id", E) if c in frame.columns]
     return frame.sort(keys)
@@ -337,12 +308,9 @@ def read_dates(
 
 def stored_dates(con: duckdb.DuckDBPyConnection, qualified: str) -> list[date]:
     """The dates a history table holds, ascending; empty when the table does not exist."""
-    schema, table, target = _target(qualified)
-    (found,) = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()
-    if not found:
+    if not table_exists(con, qualified):
         return []
-    rows = con.execute(f"SELECT DISTINCT {_ident(AS_OF_DATE)} FROM {target} ORDER BY 1").fetchall()
+    rows = con.execute(
+        f"SELECT DISTINCT {ident(AS_OF_DATE)} FROM {target(qualified)} ORDER BY 1"
+    ).fetchall()
     return [r[0] for r in rows]

@@ -7,15 +7,18 @@ with its first failing reason). Nothing is lost: delivered = used + collapsed + 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from .bucket_store import ranges_of
+from . import extracts
 from .buckets import Bucket, assign_buckets
 from .contract import EVENT_TABLES, QUARANTINE_REASONS, SPECS, ColumnType, TableSpec
-from .extracts import RefusedFile, read_files
+from .extracts import Refusal, RefusedFile, read_file_batches, read_files
 from .keys import repeated_hashes
 from .parse import TYPES, parse, trimmed
 
@@ -61,10 +64,15 @@ class TableIngest:
     collapsed: int = 0
     # bucket -> (first row, row count) of `raw` when it is in bucket order, else None
     ranges: dict[int, tuple[int, int]] | None = None
+    # rows written when they were handed out bucket by bucket rather than kept in `raw`
+    used_rows: int | None = None
+    # set by a caller that validated the raw rows as they were handed out: the first failure
+    raw_failure: str | None = None
+    raw_validated: bool = False
 
     @property
     def used(self) -> int:
-        return self.raw.height
+        return self.raw.height if self.used_rows is None else self.used_rows
 
     @property
     def quarantined(self) -> int:
@@ -403,16 +411,7 @@ def empty_delivery(spec: TableSpec) -> pl.DataFrame:
     )
 
 
-def bucket_order(
-    raw: pl.DataFrame, buckets: BucketMap
-) -> tuple[pl.DataFrame, dict[int, tuple[int, int]]]:
-    """`raw` with its rows in bucket order (delivery order within a bucket) and the range of
-    each bucket. Every raw row's enrollment is valid, so it has a bucket."""
-    index = raw.select(buckets.bucket_of(pl.col("enrollment_id")).alias("_bucket")).to_series()
-    ranges = ranges_of(index, buckets.plan)
-    if index.len() and not (index.diff().drop_nulls() >= 0).all():  # not already in order
-        raw = raw.with_columns(index).sort("_bucket", maintain_order=True).drop("_bucket")
-    return raw, ranges
+Emit = Callable[[int | None, pl.DataFrame], None]
 
 
 def ingest_table(
@@ -421,11 +420,20 @@ def ingest_table(
     tz: str,
     refs: dict[str, pl.DataFrame],
     buckets: BucketMap | None = None,
+    emit: Emit | None = None,
+    spill: Path | None = None,
 ) -> TableIngest:
     """Read every file of `table` under `landing`, type it and quarantine what breaks the
-    contract. With `buckets`, a table with an enrollment_id comes out in bucket order with the
-    range of each bucket (`TableIngest.ranges`)."""
+    contract.
+
+    A table with an enrollment_id (`BUCKETED_TABLES`) is ingested in bounded pieces
+    (`_ingest_bucketed`): its raw rows come out bucket after bucket of `buckets` (one piece
+    without), each handed to `emit(bucket index, rows)` as soon as it is complete, or, without
+    `emit`, stacked into `TableIngest.raw`; `TableIngest.ranges` gives each bucket's rows.
+    """
     spec = SPECS[table]
+    if table in BUCKETED_TABLES:
+        return _ingest_bucketed(spec, landing, tz, refs, buckets, emit, spill)
     frames: list[pl.DataFrame] = []
     result = TableIngest(table, pl.DataFrame(), pl.DataFrame())
     for rel, read in read_files(spec, landing, tz):
@@ -438,12 +446,237 @@ def ingest_table(
     result.raw, result.quarantine, result.collapsed = validate_table(frames, spec, tz, refs)
     # `_source_file` stays Categorical in memory (one file name per row would cost more than
     # the data); DuckDB stores it as VARCHAR.
-    schema = raw_schema(spec) | {"_source_file": pl.Categorical()}
-    result.raw = result.raw.cast(schema)  # type: ignore[arg-type]
+    result.raw = result.raw.cast(raw_frame_schema(spec))  # type: ignore[arg-type]
     result.quarantine = result.quarantine.cast(quarantine_schema(spec))  # type: ignore[arg-type]
-    if buckets is not None and table in BUCKETED_TABLES:
-        result.raw, result.ranges = bucket_order(result.raw, buckets)
+    if emit is not None:
+        emit(None, result.raw)
     return result
+
+
+def raw_frame_schema(spec: TableSpec) -> dict[str, pl.DataType]:
+    """`raw_schema` with `_source_file` Categorical, as the ingest's frames hold it."""
+    return raw_schema(spec) | {"_source_file": pl.Categorical()}
+
+
+def _repeated_values(hashes: list[pl.Series]) -> pl.Series | None:
+    """The hash values occurring more than once among `hashes` (emptied), or None.
+
+    Sorting 64-bit hashes and comparing neighbours finds them (see `keys.repeated_hashes`).
+    """
+    if not hashes:
+        return None
+    ordered = pl.concat(hashes, rechunk=True)
+    hashes.clear()
+    ordered = ordered.sort()
+    twice = ordered.filter(ordered == ordered.shift(1)).unique()
+    return twice if twice.len() else None
+
+
+NO_BUCKET = -1  # rows whose enrollment has no bucket: unknown (quarantined) or outside the plan
+
+
+class _Spill:
+    """Rows that passed §2 steps 1-4, routed to their bucket: one Arrow IPC file per (batch,
+    bucket) in a private folder, removed by `close`. A file's pieces are pending until the file
+    is read to its end; a refused file's pieces are dropped (nothing of it is used).
+
+    The delivered text of the passed rows' String columns (needed only for the few rows a
+    later rule quarantines) is spilled apart, one piece per batch (bucket -1), so a bucket's
+    rows do not carry text columns that are null for most of them (16 bytes a row each once
+    read back, measured: 470 MB of a 4.2M-row bucket)."""
+
+    def __init__(self, parent: Path | None):
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="ingest-", dir=parent))
+        self.pieces: dict[int, list[Path]] = {}
+        self.pending: list[tuple[int, Path]] = []
+        self.count = 0
+
+    TEXT = -2
+
+    def add(self, bucket: int, frame: pl.DataFrame) -> None:
+        path = self.folder / f"{self.count:07d}.arrow"
+        self.count += 1
+        frame.write_ipc(path, compression="uncompressed")
+        self.pending.append((bucket, path))
+
+    def commit(self) -> None:
+        for bucket, path in self.pending:
+            self.pieces.setdefault(bucket, []).append(path)
+        self.pending = []
+
+    def drop_pending(self) -> None:
+        for _, path in self.pending:
+            path.unlink(missing_ok=True)
+        self.pending = []
+
+    def read(self, bucket: int) -> pl.DataFrame | None:
+        """The bucket's rows in delivery order (its files are removed once read)."""
+        paths = self.pieces.pop(bucket, [])
+        if not paths:
+            return None
+        frames = [pl.read_ipc(path) for path in paths]
+        for path in paths:
+            path.unlink()
+        return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+    def scan(self, predicate: pl.Expr, text: bool = False) -> pl.DataFrame | None:
+        """Rows of every bucket (or with `text`, of the text pieces) matching `predicate`, in
+        delivery order."""
+        paths = sorted(
+            p for b, paths in self.pieces.items() if (b == self.TEXT) == text for p in paths
+        )
+        frames = [pl.read_ipc(path).filter(predicate) for path in paths]
+        frames = [f for f in frames if f.height]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else None
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _ingest_bucketed(
+    spec: TableSpec,
+    landing: Path,
+    tz: str,
+    refs: dict[str, pl.DataFrame],
+    buckets: BucketMap | None,
+    emit: Emit | None,
+    spill_parent: Path | None,
+) -> TableIngest:
+    """§2 for a table with an enrollment_id, holding one batch and one bucket at a time.
+
+    Pass 1, per batch of each file (`read_file_batches`): steps 1-4 (`_split_file`), the
+    reference code of steps 6-7 (a row-level rule against the referenced tables), the 64-bit
+    hash of the natural key, and the row's bucket (by its enrollment); the rows that passed
+    steps 1-4 are spilled to their bucket. Step 5 (duplicates) is global: the key hashes of
+    every passed row find the repeated ones, and only the rows with a repeated hash are read
+    back from every bucket and screened together exactly as `_duplicate_screen` does on the
+    whole table (first copy in delivery order = file order, then record number). Then per
+    bucket, in plan order: drop the collapsed copies and conflicts, quarantine the rows whose
+    reference code is not 0, hand the rest to `emit`. The quarantine (small) is gathered in
+    memory and sorted by delivery order, as the whole-table path does.
+    """
+    result = TableIngest(spec.name, pl.DataFrame(), pl.DataFrame())
+    key_values = [f"v:{c}" for c in spec.key]
+    reference = _reference_code(spec, refs).alias("_ref")
+    bucket_of = (
+        buckets.bucket_of(pl.col("v:enrollment_id")).fill_null(NO_BUCKET)
+        if buckets is not None
+        else pl.lit(0, pl.Int64)
+    ).alias("_bucket")
+    spill = _Spill(spill_parent)
+    try:
+        rejected: list[pl.DataFrame] = []
+        hashes: list[pl.Series] = []
+        offset = 0
+        for rel, batches in read_file_batches(spec, landing, tz, extracts.BATCH_ROWS):
+            if isinstance(batches, RefusedFile):
+                result.refused.append(batches)
+                continue
+            file_rejected, file_hashes, file_rows = [], [], 0
+            try:
+                for frame in batches:
+                    split = _split_file(frame, spec, tz, offset + file_rows)
+                    file_rows += frame.height
+                    del frame
+                    file_rejected.append(split.rejected)
+                    if split.text is not None:
+                        spill.add(spill.TEXT, split.text)
+                    passed = split.passed.with_columns(
+                        pl.struct(key_values).hash(seed=0).alias("_hash"), reference, bucket_of
+                    )
+                    file_hashes.append(passed.get_column("_hash"))
+                    for (bucket,), part in passed.partition_by(
+                        "_bucket", as_dict=True, maintain_order=True, include_key=False
+                    ).items():
+                        spill.add(int(bucket), part)
+                    del passed, split
+            except Refusal as refusal:
+                spill.drop_pending()
+                result.refused.append(refusal.refused)
+                continue
+            spill.commit()
+            result.files.append(rel)
+            rejected.extend(file_rejected)
+            hashes.extend(file_hashes)
+            offset += file_rows
+        result.delivered = offset
+
+        # step 5 across buckets: only rows whose key hash repeats can be copies or conflicts
+        dropped, late = None, []
+        repeated = _repeated_values(hashes)
+        del hashes
+        if repeated is not None:
+            candidates = spill.scan(pl.col("_hash").is_in(repeated.implode()))
+            if candidates is not None:
+                keep, conflicts, result.collapsed = _duplicate_screen(candidates, spec)
+                dropped = candidates.filter(~keep).get_column("_seq")
+                if conflicts.height:
+                    late.append(
+                        conflicts.with_columns(pl.lit("duplicate_conflict").alias("_reason"))
+                    )
+                del candidates, conflicts
+
+        schema = raw_frame_schema(spec)
+        stacked: list[pl.DataFrame] = []
+        ranges: dict[int, tuple[int, int]] = {}
+        written = 0
+        order = [b.index for b in buckets.plan] if buckets is not None else [0]
+        for bucket in [*order, NO_BUCKET]:
+            rows = spill.read(bucket)
+            if rows is None:
+                if bucket != NO_BUCKET:
+                    ranges[bucket] = (written, 0)
+                continue
+            keep = pl.col("_ref") == 0
+            if dropped is not None and dropped.len():
+                keep &= ~pl.col("_seq").is_in(dropped.implode())
+                late_rows = rows.filter(~pl.col("_seq").is_in(dropped.implode()) & ~keep)
+            else:
+                late_rows = rows.filter(~keep)
+            if late_rows.height:
+                late.append(late_rows.with_columns(_reason_text(pl.col("_ref"))))
+            del late_rows
+            raw = (
+                rows.lazy()
+                .filter(keep)
+                .select(*(pl.col(f"v:{c}").alias(c) for c in spec.column_names), *LINEAGE)
+            )
+            del rows
+            raw = raw.collect().cast(schema)  # type: ignore[arg-type]
+            if bucket != NO_BUCKET:
+                ranges[bucket] = (written, raw.height)
+            written += raw.height
+            if emit is not None:
+                emit(None if bucket == NO_BUCKET else bucket, raw)
+            else:
+                stacked.append(raw)
+            del raw
+        result.used_rows = written
+        # without `emit`, every bucket stacked; with it, no row is kept (the schema only)
+        result.raw = pl.concat(stacked) if stacked else pl.DataFrame(schema=schema)
+        if buckets is not None:
+            result.ranges = ranges
+        quarantine = [r for r in rejected if r.height]
+        if late:
+            late_rows = pl.concat(late, how="diagonal_relaxed")
+            texts = spill.scan(pl.col("_seq").is_in(late_rows["_seq"].implode()), text=True)
+            if texts is not None:
+                late_rows = late_rows.join(texts, on="_seq", how="left")
+            quarantine.append(
+                late_rows.select(
+                    "_seq", *_as_delivered(spec, set(late_rows.columns)), "_reason", *LINEAGE
+                )
+            )
+        result.quarantine = (
+            pl.concat(quarantine).sort("_seq").drop("_seq").cast(quarantine_schema(spec))
+            if quarantine
+            else pl.DataFrame(schema=quarantine_schema(spec))
+        )
+        return result
+    finally:
+        spill.close()
 
 
 def missing_extract_warned(table: str, files: int, refused: bool) -> bool:
@@ -464,14 +697,35 @@ def missing_extract_message(table: str, refused: str | None) -> str:
     )
 
 
-def ingest_all(landing: Path, tz: str = "Asia/Seoul") -> dict[str, TableIngest]:
-    """Ingest every contract table in dependency order (references before their users)."""
+def ingest_all(
+    landing: Path, tz: str = "Asia/Seoul", target: int | None = None
+) -> dict[str, TableIngest]:
+    """Ingest every contract table in dependency order (references before their users).
+
+    With `target`, the tables with an enrollment_id come out in the academy buckets of that
+    many enrollments (`TableIngest.ranges`), as the assets write them; without, in one piece.
+    """
+    from .buckets import plan_buckets
     from .contract import TABLES
 
     results: dict[str, TableIngest] = {}
+    buckets = None
     for table in TABLES:
         refs = {t: results[t].raw for t in set(SPECS[table].references.values())}
         if SPECS[table].is_event:
             refs |= {"sessions": results["sessions"].raw, "enrollments": results["enrollments"].raw}
-        results[table] = ingest_table(table, landing, tz, refs)
+        if table in BUCKETED_TABLES and target is not None and buckets is None:
+            pairs = valid_pairs(results["enrollments"].raw, results["lectures"].raw)
+            buckets = BucketMap.of(pairs, plan_buckets(pairs, target))
+        results[table] = ingest_table(table, landing, tz, refs, buckets)
     return results
+
+
+def valid_pairs(enrollments: pl.DataFrame, lectures: pl.DataFrame) -> pl.DataFrame:
+    """(academy_id, enrollment_id) of the valid enrollments, as `bucket_store.read_pairs`
+    reads them from the warehouse."""
+    return (
+        enrollments.select("enrollment_id", "lecture_id")
+        .join(lectures.select("lecture_id", "academy_id"), on="lecture_id")
+        .select("academy_id", "enrollment_id")
+    )
