@@ -811,12 +811,12 @@ def _capped(shown: int, total: int | None) -> bool:
     return total is not None and total > shown
 
 
-def _cap_note(shown: int, total: int | None) -> str:
+def _cap_note(shown: int, total: int | None, unit: str = "건") -> str:
     """The sentence under a capped list table ("" when the table holds the whole list)."""
     if not _capped(shown, total):
         return ""
     return (
-        f'<p class="note">이 페이지에는 가장 급한 {shown:,}건만 싣습니다 (전체 {total:,}건). '
+        f'<p class="note">이 페이지에는 가장 급한 {shown:,}{unit}만 싣습니다 (전체 {total:,}{unit}). '
         f"{FULL_LISTS}</p>"
     )
 
@@ -896,7 +896,7 @@ def _clinic_section(data: ReportData, chart: str) -> str:
         data_table(
             "t-clinic", frame, columns, data.academies, "검색: 학생 번호, 강의, 사유, 미승인…"
         )
-        + _cap_note(shown, total)
+        + _cap_note(shown, total, "줄")
         if frame.height
         else '<p class="note">클리닉 대상이 없습니다.</p>'
     )

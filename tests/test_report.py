@@ -431,9 +431,9 @@ def test_lists_are_capped_at_max_rows_most_urgent_first(warehouse):
     assert [int(r[enrollment]) for _, r in rows] == urgent[:2]
     assert len(table_rows(page, "t-clinic")) == 2
     notes = re.findall(
-        r'<p class="note">이 페이지에는 가장 급한 (\d)건만 싣습니다 \(전체 (\d)건\)', page
+        r'<p class="note">이 페이지에는 가장 급한 (\d)(건|줄)만 싣습니다 \(전체 (\d)(건|줄)\)', page
     )
-    assert notes == [("2", "5"), ("2", "6")]
+    assert notes == [("2", "건", "5", "건"), ("2", "줄", "6", "줄")]
     assert page.count(report.FULL_LISTS) == 2  # under both tables
     assert "<code>progress export</code>의 학원별 v_at_risk_students · v_clinic_queue" in page
     # the cards count the whole warehouse, capped or not
