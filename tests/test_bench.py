@@ -401,3 +401,43 @@ def _gone_or_zombie(pid: int) -> bool:
 def test_unknown_stage_is_refused(tmp_path):
     with pytest.raises(BenchError, match="unknown stage"):
         run_bench(TINY, tmp_path / "T.json", base=tmp_path, stages=("cmd_nope",))
+
+
+def test_failed_command_fails_the_bench_with_its_stderr_line(tmp_path):
+    """`progress run` refusing its input (a bad --as-of) fails cmd_run with the command's own
+    last stderr line; the commands that need its warehouse are skipped, and the set-up of the
+    others (the partition of a date that is not one) does not crash the benchmark."""
+    tier = Tier("F", enrollments=20, academies=1)
+    out = tmp_path / "F.json"
+    with pytest.raises(BenchError, match=r"stage cmd_run: exit code 2: .*not a time"):
+        run_bench(tier, out, base=tmp_path, stages=("cmd_run", "cmd_export"), as_of="not a time")
+    result = json.loads(out.read_text(encoding="utf-8"))
+    run = result["stages"]["cmd_run"]
+    assert run["status"] == "failed" and run["details"]["exit_code"] == 2
+    assert run["seconds"] is None and run["peak_rss_mb"] > 0
+    assert result["stages"]["cmd_export"] == result["stages"]["cmd_export"] | {
+        "status": "skipped",
+        "note": "needs cmd_run",
+    }
+    assert result["ratios"]["second_run_over_first"] is None
+
+
+def test_commands_leave_the_default_zone_off():
+    from pipelines.bench.commands import DEFAULT_TIMEZONE, command_line
+    from pipelines.resources import DEFAULT_TIMEZONE as PIPELINE_DEFAULT
+
+    assert DEFAULT_TIMEZONE == PIPELINE_DEFAULT
+    paths = {"landing": Path("in"), "warehouse": Path("w.duckdb"), "as_of": AS_OF}
+    assert command_line("cmd_run", timezone=PIPELINE_DEFAULT, **paths)[1:] == [
+        "run",
+        "--landing",
+        "in",
+        "--warehouse",
+        "w.duckdb",
+        "--as-of",
+        AS_OF,
+    ]
+    assert command_line("cmd_backfill_7d", timezone="Europe/Paris", **paths)[-2:] == [
+        "--timezone",
+        "Europe/Paris",
+    ]

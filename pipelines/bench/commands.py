@@ -46,6 +46,9 @@ HISTORY_TABLES = ("lecture_progress_daily", "risk_daily_summary", "risk_alerts")
 HISTORY_DAYS = 30
 BACKFILL_DAYS = 7
 SCHEDULE_TRIGGER = "schedule"
+# the `progress` commands' default --timezone (pipelines.resources.DEFAULT_TIMEZONE; a test
+# checks they agree): left off the command line when it is the zone, as users type it
+DEFAULT_TIMEZONE = "Asia/Seoul"
 
 
 def tool(name: str) -> str:
@@ -96,10 +99,11 @@ def command_line(
 ) -> list[str]:
     """The command a user types for `stage` (cmd_daily_job: what the schedule's run does)."""
     progress = tool("progress")
-    run = [progress, "run", "--landing", str(landing), "--warehouse", str(warehouse)]
-    run += ["--as-of", as_of, "--timezone", timezone]
+    zone = [] if timezone == DEFAULT_TIMEZONE else ["--timezone", timezone]
     if stage in ("cmd_run", "cmd_second_run"):
-        return run
+        # the README's command
+        run = [progress, "run", "--landing", str(landing), "--warehouse", str(warehouse)]
+        return [*run, "--as-of", as_of, *zone]
     if stage == "cmd_daily_job":
         return [
             tool("dagster"),
@@ -128,8 +132,7 @@ def command_line(
             str(landing),
             "--warehouse",
             str(warehouse),
-            "--timezone",
-            timezone,
+            *zone,
         ]
     if stage in ("cmd_export", "cmd_report"):
         assert out is not None

@@ -346,9 +346,12 @@ def command_stage(
     warehouse = folder / "warehouse.duckdb"  # cmd_run's, then the later commands'
     env, cwd, out, extra, note = cmds.user_env(), cmds.ROOT, None, {}, None
     target = warehouse
-    if name == "cmd_run":
+    if name == "cmd_run":  # a fresh warehouse (the work folder is new; a rerun of the stage)
         for path in folder.glob(warehouse.name + "*"):
-            path.unlink()
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     elif name == "cmd_daily_job":
         cwd = folder / "daily"
         env = cmds.daily_job_setup(cwd, landing, warehouse, timezone)
@@ -830,7 +833,8 @@ def run_bench(
                     max_rss_gb=max_rss_gb,
                     timeout=stage_timeout,
                 )
-            except (BenchError, OSError, subprocess.SubprocessError) as exc:  # its set-up
+            except (BenchError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                # its set-up failed (e.g. an as-of that is not a date), not the command
                 result["stages"][name] = _skipped(None) | {"status": "failed", "error": str(exc)}
         else:
             flat = [str(x) for k, v in args[name].items() for x in (k, v)]
