@@ -287,6 +287,9 @@ def test_command_stages_run_the_commands(bench_run):
     assert result["ratios"]["second_run_over_first"] == round(
         second["seconds"] / stages["cmd_run"]["seconds"], 4
     )
+    assert result["ratios"]["second_run_over_first_cpu"] == round(
+        second["cpu_seconds"] / stages["cmd_run"]["cpu_seconds"], 4
+    )
     targets = {t["target"]: t for t in result["targets"]}
     for words in (
         "progress run: wall <= 60 s",

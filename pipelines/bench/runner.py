@@ -460,6 +460,12 @@ def ratios(result: dict, siblings: dict[str, dict]) -> dict[str, object]:
         "second_run_over_first": _ratio(
             _seconds(stages, "cmd_second_run"), _seconds(stages, "cmd_run")
         ),
+        # the same in CPU seconds of the process trees: steadier than wall time when other work
+        # shares the machine (reported, no target)
+        "second_run_over_first_cpu": _ratio(
+            (stages.get("cmd_second_run") or {}).get("cpu_seconds"),
+            (stages.get("cmd_run") or {}).get("cpu_seconds"),
+        ),
         "sql_peer_over_marts": _ratio(peer, marts),
         "marts_over_lower_bound": _ratio(marts, floor),
         "marts_compute_over_lower_bound": _ratio(compute, floor) if marts else None,
@@ -658,6 +664,7 @@ def print_result(result: dict, console: Console) -> None:
     ratios_table = Table("ratio", "value", title="ratios")
     for key in (
         "second_run_over_first",
+        "second_run_over_first_cpu",
         "sql_peer_over_marts",
         "marts_over_lower_bound",
         "marts_compute_over_lower_bound",
