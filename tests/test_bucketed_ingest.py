@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+import pipelines.core.ingest as ingest_module
 from assets.extracts import extract_assets
 from pipelines.core import bucket_store
 from pipelines.core.buckets import Bucket, assign_buckets, plan_buckets
@@ -216,8 +217,12 @@ def assert_bucketed_equals_whole(landing: Path) -> dict[str, int]:
     return seen
 
 
+@pytest.mark.parametrize("spill_budget", [0, ingest_module.SPILL_BUDGET])  # disk, memory
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_bucketed_ingest_equals_whole_table_on_generated_extracts(tmp_path, fmt):
+def test_bucketed_ingest_equals_whole_table_on_generated_extracts(
+    tmp_path, monkeypatch, fmt, spill_budget
+):
+    monkeypatch.setattr(ingest_module, "SPILL_BUDGET", spill_budget)
     landing = tmp_path / "landing"
     generate_extracts(landing, academies=3, enrollments=40, seed=11, fmt=fmt)
     # a re-delivered file (every row an exact copy) and a conflicting copy of one submission
@@ -239,7 +244,8 @@ def test_bucketed_ingest_equals_whole_table_on_generated_extracts(tmp_path, fmt)
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=landings())
-def test_bucketed_ingest_equals_whole_table_on_random_extracts(tmp_path_factory, case):
+def test_bucketed_ingest_equals_whole_table_on_random_extracts(tmp_path_factory, monkeypatch, case):
+    monkeypatch.setattr(ingest_module, "SPILL_BUDGET", 0)  # every piece through a file
     files, eol, split = case
     landing = tmp_path_factory.mktemp("landing")
     for table, lines in files.items():
@@ -263,6 +269,7 @@ def test_small_batches_and_row_groups_equal_whole_table(tmp_path, monkeypatch):
     for path in landing.rglob("*.parquet"):
         pl.read_parquet(path).write_parquet(path, row_group_size=5)
     monkeypatch.setattr(extracts, "BATCH_ROWS", 7)
+    monkeypatch.setattr(ingest_module, "SPILL_BUDGET", 2_000)  # some pieces in memory, some not
     assert_bucketed_equals_whole(landing)
     csv_landing = tmp_path / "csv"
     generate_extracts(csv_landing, academies=2, enrollments=20, seed=4, fmt="csv")
