@@ -11,9 +11,10 @@ import polars as pl
 from pipelines.core.buckets import Bucket, plan_buckets
 from pipelines.core.contract import SPECS, TABLES
 from pipelines.core.engine import split_inputs
-from pipelines.core.evaluation import RULE_EVALUATION_KEY, evaluate
+from pipelines.core.evaluation import evaluate
 from pipelines.core.ingest import ingest_all
 from pipelines.core.marts import RiskThresholds, build_marts
+from pipelines.core.vocabulary import RULE_EVALUATION_KEY
 from tests.reference import reference_ingest, reference_marts
 from tests.reference_evaluation import reference_evaluation
 

@@ -16,9 +16,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.core.evaluation import RULE_EVALUATION_KEY, evaluate, sweep_pairs
+from pipelines.core.evaluation import evaluate, sweep_pairs
 from pipelines.core.ingest import ingest_all, missing_extract_warned
 from pipelines.core.marts import RiskThresholds
+from pipelines.core.vocabulary import RULE_EVALUATION_KEY
 from pipelines.runner import run_pipeline
 from tests.compare import assert_same
 from tests.conftest import write_landing

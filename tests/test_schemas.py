@@ -120,12 +120,6 @@ MART_KEYS = {
     "clinic_links": ["enrollment_id", "session_id", "reason"],
     "dim_labels": ["domain", "code"],
 }
-MART_COLUMN_LISTS = {
-    "session_progress": marts.SESSION_PROGRESS_COLUMNS,
-    "lecture_progress": marts.LECTURE_PROGRESS_COLUMNS,
-    "risk_log": marts.RISK_LOG_COLUMNS,
-    "clinic_links": marts.CLINIC_LINK_COLUMNS,
-}
 
 
 def _raw(table: str, rows: list[tuple]) -> pl.DataFrame:
@@ -434,11 +428,6 @@ def test_raw_model_follows_contract_column_rules(table):
         assert not schema.unique
     else:
         assert list(schema.unique) == list(spec.key)
-
-
-@pytest.mark.parametrize("name", list(MART_COLUMN_LISTS))
-def test_mart_model_columns_follow_marts_module(name):
-    assert list(MART_MODELS[name].to_schema().columns) == MART_COLUMN_LISTS[name]
 
 
 @pytest.mark.parametrize("name", list(MART_MODELS))

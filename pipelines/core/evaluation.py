@@ -50,14 +50,12 @@ from .marts import (
     session_calendar,
     session_progress,
 )
-from .vocabulary import FLAGGED_LEVELS
+from .vocabulary import EVALUATED_LEVELS, SCOPES
 from .warehouse import TableDoc, document_table, registered, transaction
 
 E = "enrollment_id"
 PRECISION_FLOOR = 0.9  # "the best recall at precision >= 0.9" that evaluate and the report name
 SWEEP_MAX = 6  # the sweep: every pair 1 <= warning_streak <= danger_streak <= SWEEP_MAX
-EVALUATED_LEVELS = FLAGGED_LEVELS  # WARNING means WARNING or higher
-SCOPES = ("all", "academy", "lecture")
 POSITIVE, NEGATIVE, WITHDRAWN = "FAIL", "PASS", "WITHDRAWN"
 COUNTS = ["population", "tp", "fp", "fn", "tn"]
 
@@ -82,7 +80,6 @@ RULE_EVALUATION_COLUMNS = [
     "withdrawn_flagged",
     "median_lead_days",
 ]
-RULE_EVALUATION_KEY = ["as_of", "scope", "scope_id", "warning_streak", "danger_streak", "level"]
 RULE_EVALUATION_SCHEMA: dict[str, pl.DataType] = {
     "as_of": pl.Datetime("us"),
     "scope": pl.String(),

@@ -30,9 +30,8 @@ from .marts import (
     RiskThresholds,
     build_marts,
     lecture_progress_at,
-    risk_reason,
 )
-from .vocabulary import LEVEL_RANK, LOW_SCORE
+from .vocabulary import LEVEL_RANK, LOW_SCORE, risk_reason
 from .warehouse import (
     TableDoc,
     column_names,

@@ -23,7 +23,8 @@ from datetime import datetime
 import polars as pl
 
 from .contract import DEFAULT_POLICY, EVENT_TABLES
-from .vocabulary import INCOMPLETE, LOW_SCORE, REASON_TEMPLATES
+from .schemas import ClinicLinks, LectureProgress, RiskLog, SessionProgress
+from .vocabulary import INCOMPLETE, LOW_SCORE, risk_reason
 from .vocabulary import RISK_LEVELS as LEVELS
 
 E, S = "enrollment_id", "session_id"
@@ -41,15 +42,6 @@ MART_INPUT_COLUMNS: dict[str, list[str]] = {
     "submissions": ["submission_id", E, S, "kind", "score", "teacher_approved", "submitted_at"],
     "clinic_requests": [E, S, "reason", "approved", "memo", "requested_at"],
 }
-
-
-def risk_reason(rule: pl.Expr, streak: pl.Expr) -> pl.Expr:
-    """The Korean reason text of a risk rule and its streak (contract §4.3)."""
-    return (
-        pl.when(rule == LOW_SCORE)
-        .then(pl.format(REASON_TEMPLATES[LOW_SCORE], streak))
-        .otherwise(pl.format(REASON_TEMPLATES[INCOMPLETE], streak))
-    )
 
 
 @dataclass(frozen=True)
@@ -385,28 +377,9 @@ def session_progress(
     return _in_key_order(grid.collect())
 
 
-SESSION_PROGRESS_COLUMNS = [
-    E,
-    S,
-    "lecture_id",
-    "academy_id",
-    "student_id",
-    "session_order",
-    "session_date",
-    "held",
-    "attendance_type",
-    "video_progress_rate",
-    "video_completed",
-    "exam_applicable",
-    "exam_score",
-    "exam_passed",
-    "homework_applicable",
-    "homework_submitted",
-    "homework_passed",
-    "completed",
-    "completed_at",
-    "calculated_at",
-]
+SESSION_PROGRESS_COLUMNS = list(
+    SessionProgress.to_schema().columns
+)  # the contract's columns, in order
 
 
 def _level(streak: pl.Expr, t: RiskThresholds) -> pl.Expr:
@@ -552,26 +525,9 @@ def lecture_progress(
     )
 
 
-LECTURE_PROGRESS_COLUMNS = [
-    E,
-    "lecture_id",
-    "academy_id",
-    "student_id",
-    "status",
-    "total_sessions",
-    "held_sessions",
-    "completed_sessions",
-    "failed_sessions",
-    "completion_rate",
-    "consecutive_failed_sessions",
-    "consecutive_low_scores",
-    "avg_exam_score",
-    "risk_level",
-    "risk_rule",
-    "last_session_id",
-    "last_activity_at",
-    "calculated_at",
-]
+LECTURE_PROGRESS_COLUMNS = list(
+    LectureProgress.to_schema().columns
+)  # the contract's columns, in order
 
 
 def risk_log(streaks: pl.DataFrame) -> pl.DataFrame:
@@ -600,19 +556,7 @@ def risk_log(streaks: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-RISK_LOG_COLUMNS = [
-    E,
-    "lecture_id",
-    "academy_id",
-    "student_id",
-    S,
-    "session_order",
-    "session_date",
-    "risk_level",
-    "rule",
-    "streak",
-    "reason",
-]
+RISK_LOG_COLUMNS = list(RiskLog.to_schema().columns)  # the contract's columns, in order
 
 CLINIC_KEY = [E, S, "reason"]
 
@@ -668,19 +612,7 @@ def clinic_links(
     )
 
 
-CLINIC_LINK_COLUMNS = [
-    E,
-    S,
-    "lecture_id",
-    "academy_id",
-    "student_id",
-    "session_order",
-    "reason",
-    "is_auto",
-    "approved",
-    "memo",
-    "requested_at",
-]
+CLINIC_LINK_COLUMNS = list(ClinicLinks.to_schema().columns)  # the contract's columns, in order
 
 
 # The marts computed from one grid, together (marts.dim_labels is a fixed dimension).

@@ -36,10 +36,16 @@ from .contract import (
     STATUSES,
     TABLES,
 )
-from .evaluation import EVALUATED_LEVELS, RULE_EVALUATION_KEY, SCOPES
 from .keys import duplicated_rows
-from .marts import risk_reason
-from .vocabulary import FLAGGED_LEVELS, RISK_LEVELS, RISK_RULES
+from .vocabulary import (
+    EVALUATED_LEVELS,
+    FLAGGED_LEVELS,
+    RISK_LEVELS,
+    RISK_RULES,
+    RULE_EVALUATION_KEY,
+    SCOPES,
+    risk_reason,
+)
 
 __all__ = [
     "MART_MODELS",

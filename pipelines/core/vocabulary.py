@@ -7,6 +7,8 @@ evaluation and labels read them; a new level or rule is added here and nowhere e
 
 from __future__ import annotations
 
+import polars as pl
+
 NORMAL, WARNING, DANGER = "NORMAL", "WARNING", "DANGER"
 # Lowest to highest: a level "rises" when its rank grows.
 RISK_LEVELS = (NORMAL, WARNING, DANGER)
@@ -18,6 +20,22 @@ INCOMPLETE, LOW_SCORE = "CONSECUTIVE_INCOMPLETE", "CONSECUTIVE_LOW_SCORE"
 RISK_RULES = (INCOMPLETE, LOW_SCORE)
 # The reason text of a rule, formatted with the streak (`연속 3차시 미완료`).
 REASON_TEMPLATES = {INCOMPLETE: "연속 {}차시 미완료", LOW_SCORE: "연속 {}회 저점수"}
+
+
+def risk_reason(rule: pl.Expr, streak: pl.Expr) -> pl.Expr:
+    """The Korean reason text of a risk rule and its streak (contract §4.3)."""
+    return (
+        pl.when(rule == LOW_SCORE)
+        .then(pl.format(REASON_TEMPLATES[LOW_SCORE], streak))
+        .otherwise(pl.format(REASON_TEMPLATES[INCOMPLETE], streak))
+    )
+
+
+# The rule evaluation (contract §5): the levels it scores, the scopes it reports and the key
+# of marts.rule_evaluation.
+EVALUATED_LEVELS = FLAGGED_LEVELS  # WARNING means WARNING or higher
+SCOPES = ("all", "academy", "lecture")
+RULE_EVALUATION_KEY = ["as_of", "scope", "scope_id", "warning_streak", "danger_streak", "level"]
 
 
 def level_rank_sql(column: str) -> str:
