@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from .buckets import Bucket
-from .warehouse import read_table, table_exists
+from .warehouse import TableDoc, document_table, read_table, table_exists
 
 PLAN_TABLE = "engine.bucket_plan"
 ROWS_TABLE = "engine.bucket_rows"
@@ -30,6 +30,31 @@ PLAN_COLUMNS = (
     "enrollments",
 )
 
+
+# Internal tables of the engine: analysts need not read them, but every table is documented.
+PLAN_DOC = TableDoc(
+    "Internal (the engine): the academy buckets the event tables were written with, one row "
+    "per bucket. Grain: bucket.",
+    {
+        "bucket": "Bucket index, in academy order.",
+        "academy_lo": "First academy id of the bucket.",
+        "academy_hi": "Last academy id of the bucket (equal to academy_lo when split).",
+        "enrollment_lo": "First enrollment id when one academy is split; else null.",
+        "enrollment_hi": "Last enrollment id when one academy is split; else null.",
+        "enrollments": "Valid enrollments in the bucket.",
+        "target": "Enrollments per bucket the plan was made for (bucket_enrollments).",
+    },
+)
+ROWS_DOC = TableDoc(
+    "Internal (the engine): where each bucket's rows sit in an event table (a contiguous rowid "
+    "range). Grain: table_name x bucket.",
+    {
+        "table_name": "The raw table.",
+        "bucket": "Bucket index (engine.bucket_plan).",
+        "first_row": "rowid of the bucket's first row.",
+        "row_count": "Rows of the bucket (0: none).",
+    },
+)
 
 PAIRS_SQL = (
     "SELECT l.academy_id, e.enrollment_id FROM raw.enrollments e JOIN raw.lectures l "
@@ -53,6 +78,7 @@ def write_plan(con: duckdb.DuckDBPyConnection, plan: Sequence[Bucket], target: i
         "academy_hi BIGINT, enrollment_lo BIGINT, enrollment_hi BIGINT, enrollments BIGINT, "
         "target BIGINT)"
     )
+    document_table(con, PLAN_TABLE, PLAN_DOC)
     if plan:
         con.executemany(
             f"INSERT INTO {PLAN_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -108,6 +134,7 @@ def write_ranges(
         f"CREATE TABLE IF NOT EXISTS {ROWS_TABLE} (table_name VARCHAR, bucket INTEGER, "
         "first_row BIGINT, row_count BIGINT)"
     )
+    document_table(con, ROWS_TABLE, ROWS_DOC)
     con.execute(f"DELETE FROM {ROWS_TABLE} WHERE table_name = ?", [table])
     if ranges:
         con.executemany(

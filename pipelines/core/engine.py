@@ -46,6 +46,7 @@ from .marts import (
 )
 from .publish import add_hashes, content_hash
 from .warehouse import (
+    TableDoc,
     document_table,
     read_table,
     stored_schema,
@@ -203,6 +204,16 @@ class MartsOutcome:
 # the marts step for the rule evaluation of the same run and instant: the evaluation then
 # builds no grid of its own (at L it cost a third of the marts step).
 EVALUATION_STREAKS = "engine.evaluation_streaks"
+EVALUATION_STREAKS_DOC = TableDoc(
+    "Internal (the engine): the streak summary of the enrollments with an outcome, kept by "
+    "the marts step of one run for the rule evaluation of the same run. Grain: enrollment.",
+    {
+        "enrollment_id": "Enrollment with an outcome.",
+        "streak": "Its larger streak at its last held session as of _as_of.",
+        "_run_id": "The run whose marts step kept it.",
+        "_as_of": "The instant of those marts.",
+    },
+)
 
 
 def cached_streaks(
@@ -312,6 +323,7 @@ def compute_marts(
                 pl.lit(evaluation[0]).alias("_run_id"), pl.lit(as_of).alias("_as_of")
             )
             write_table(con, EVALUATION_STREAKS, kept)
+            document_table(con, EVALUATION_STREAKS, EVALUATION_STREAKS_DOC)
         with transaction(con):
             for name in PROGRESS_MARTS:
                 con.execute(f"DROP TABLE IF EXISTS marts.{name}")
