@@ -105,15 +105,21 @@ def stage_ingest(a: argparse.Namespace) -> dict:
 
     from assets.extracts import ingest_into, spill_folder
     from pipelines.core.contract import SPECS, TABLES
-    from pipelines.resources import ProgressSettings
+    from pipelines.resources import ProgressSettings, WarehouseResource
 
     warehouse = Path(a.warehouse)
     for path in (warehouse, Path(f"{warehouse}.wal")):
         path.unlink(missing_ok=True)
     target = ProgressSettings().bucket_enrollments
+    resource = WarehouseResource(path=str(warehouse))
     tables: dict[str, dict] = {}
     start = begin()
-    with duckdb.connect(str(warehouse)) as con:
+    # the warehouse resource's DuckDB settings, as the asset runs (unbounded, DuckDB kept the
+    # appended event rows in memory: the stage passed 20 GB at L)
+    with duckdb.connect(
+        str(warehouse),
+        config={"memory_limit": resource.duckdb_memory_limit, "threads": resource.duckdb_threads},
+    ) as con:
         for table in TABLES:
             note(f"ingesting {table}")
             t0 = time.perf_counter()
