@@ -95,6 +95,18 @@ def tree_rss_kb(pid: int) -> tuple[int, int]:
     return sum(rss_kb(p) for p in pids), len(pids)
 
 
+def over_limit(rss_kb: float, max_rss_gb: float, elapsed: float, timeout: float) -> str | None:
+    """Why the watchdog kills a process tree now (over its memory or time limit), or None."""
+    if rss_kb > max_rss_gb * 1024 * 1024:
+        return (
+            f"killed: process tree RSS {rss_kb / 1024 / 1024:.1f} GB over the "
+            f"{max_rss_gb:g} GB limit"
+        )
+    if elapsed > timeout:
+        return f"killed: still running after {timeout:.0f} s"
+    return None
+
+
 def kill_tree(pid: int) -> None:
     members = tree(pid)
     with contextlib.suppress(OSError):  # the command leads its own session/group
@@ -144,7 +156,6 @@ def measure(
         done = threading.Event()
 
         def sample() -> None:
-            limit_kb = max_rss_gb * 1024 * 1024
             while True:
                 kb, n = tree_rss_kb(proc.pid)
                 if done.is_set():  # the top process was reaped: a sample now would be empty
@@ -153,13 +164,9 @@ def measure(
                 if kb > peak["kb"]:
                     peak["kb"] = kb
                 peak["processes"] = max(peak["processes"], n)
-                if kb > limit_kb:
-                    killed.append(
-                        f"killed: process tree RSS {kb / 1024 / 1024:.1f} GB over the "
-                        f"{max_rss_gb:g} GB limit"
-                    )
-                elif time.perf_counter() - start > timeout:
-                    killed.append(f"killed: still running after {timeout:.0f} s")
+                verdict = over_limit(kb, max_rss_gb, time.perf_counter() - start, timeout)
+                if verdict:
+                    killed.append(verdict)
                 if killed:
                     kill_tree(proc.pid)
                     return

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from pipelines.bench import AS_OF, TIERS, Tier
 from pipelines.bench import commands as cmds
-from pipelines.bench.measure import kill_tree, tree_rss_kb
+from pipelines.bench.measure import kill_tree, over_limit, tree_rss_kb
 
 SCHEMA_VERSION = 2
 MAX_RSS_GB = 20.0  # a stage above this is killed (the machine has 24 GB)
@@ -34,7 +34,6 @@ STAGE_TIMEOUT_S = 3600.0
 SQL_PEER_MEMORY_LIMIT = "12GB"
 SQL_PEER_THREADS = 2
 TIMEZONE = "Asia/Seoul"
-EVENT_TABLES = ("attendance", "video_progress", "submissions", "clinic_requests")
 STAGE_ORDER = (
     "lower_bound",
     "ingest",
@@ -191,16 +190,11 @@ def run_stage(
                     last_note[0] = line[len("@note ") :].strip()
 
         def watchdog() -> None:
-            limit_kb = max_rss_gb * 1024 * 1024
             while not done.wait(0.25):
                 rss, _ = tree_rss_kb(proc.pid)  # the stage and any process it started
-                if rss > limit_kb:
-                    killed.append(
-                        f"killed: process tree RSS {rss / 1024 / 1024:.1f} GB over the "
-                        f"{max_rss_gb:g} GB limit"
-                    )
-                elif time.perf_counter() - start > timeout:
-                    killed.append(f"killed: still running after {timeout:.0f} s")
+                verdict = over_limit(rss, max_rss_gb, time.perf_counter() - start, timeout)
+                if verdict:
+                    killed.append(verdict)
                 if killed:
                     kill_tree(proc.pid)
                     return

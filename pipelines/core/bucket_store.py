@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from .buckets import Bucket
-from .warehouse import TableDoc, document_table, read_table, table_exists
+from .warehouse import TableDoc, document_table, ident, read_table, table_exists
 
 PLAN_TABLE = "engine.bucket_plan"
 ROWS_TABLE = "engine.bucket_rows"
@@ -173,7 +173,7 @@ def read_bucket(
     """`columns` of the rows of raw.`table` whose enrollment is in `bucket` of `plan`."""
     if table == "enrollments":
         condition, params = bucket.sql("l.academy_id", "e.enrollment_id")
-        selected = ", ".join(f'e."{c}"' for c in columns)
+        selected = ", ".join(f"e.{ident(c)}" for c in columns)
         return con.execute(
             f"SELECT {selected} FROM raw.enrollments e JOIN raw.lectures l USING (lecture_id) "
             f"WHERE {condition}",

@@ -513,6 +513,22 @@ def _signature(path: Path) -> tuple[int, int]:
     return status.st_size, status.st_mtime_ns
 
 
+def _delivery(
+    spec: TableSpec, landing: Path
+) -> tuple[list[tuple[str, Path | RefusedFile]], dict[str, tuple[int, int] | None]]:
+    """The table's files (or their refusals) in relative-path order, and each readable file's
+    size and modification time as discovered (None when it could not be read)."""
+    found, refused = scan(landing, spec.name)
+    signatures: dict[str, tuple[int, int] | None] = {}
+    for rel, path in found:
+        try:
+            signatures[rel] = _signature(path)
+        except OSError:
+            signatures[rel] = None
+    entries: list[tuple[str, Path | RefusedFile]] = [*found, *((r.file, r) for r in refused)]
+    return sorted(entries, key=lambda item: item[0]), signatures
+
+
 def read_files(
     spec: TableSpec, landing: Path, tz: str
 ) -> Iterator[tuple[str, pl.DataFrame | RefusedFile]]:
@@ -523,15 +539,8 @@ def read_files(
     file whose size or modification time changed between the table's discovery and the end of
     its read is still being written: refused whole rather than half-loaded.
     """
-    found, refused = scan(landing, spec.name)
-    signatures = {}
-    for rel, path in found:
-        try:
-            signatures[rel] = _signature(path)
-        except OSError:
-            signatures[rel] = None
-    entries: list[tuple[str, Path | RefusedFile]] = [*found, *((r.file, r) for r in refused)]
-    for rel, entry in sorted(entries, key=lambda item: item[0]):
+    entries, signatures = _delivery(spec, landing)
+    for rel, entry in entries:
         if isinstance(entry, RefusedFile):
             yield rel, entry
             continue
@@ -578,15 +587,8 @@ def read_file_batches(
     few row groups at a time; a CSV file is read and decoded whole (its records are only known
     after its last quote), then handed out in slices, so its typed copies stay bounded.
     """
-    found, refused = scan(landing, spec.name)
-    signatures = {}
-    for rel, path in found:
-        try:
-            signatures[rel] = _signature(path)
-        except OSError:
-            signatures[rel] = None
-    entries: list[tuple[str, Path | RefusedFile]] = [*found, *((r.file, r) for r in refused)]
-    for rel, entry in sorted(entries, key=lambda item: item[0]):
+    entries, signatures = _delivery(spec, landing)
+    for rel, entry in entries:
         if isinstance(entry, RefusedFile):
             yield rel, entry
         else:
