@@ -37,6 +37,7 @@ from pipelines.core.warehouse import (
     transaction,
     write_table,
 )
+from pipelines.core.write_behind import WriteBehind
 from pipelines.metadata import definition_metadata, frame_metadata, table_doc
 from pipelines.pandera_checks import schema_failure
 from pipelines.resources import WAREHOUSE_POOL, ProgressSettings, WarehouseResource
@@ -115,8 +116,9 @@ def ingest_into(
     A table with an enrollment_id is written bucket after bucket as the ingest hands the
     buckets out: each is validated against the raw model (Pandera, in memory: the first
     failure is kept for the raw_schema check; not with `validate=False`, the benchmark's
-    ingest stage) and appended, so no whole table is held. `timings`, when given, gets the
-    seconds spent reading the references (`read_refs`) and writing to DuckDB (`write`).
+    ingest stage) and appended on a writer thread while the next bucket is screened, so no
+    whole table is held. `timings`, when given, gets the seconds spent reading the references
+    (`read_refs`) and writing to DuckDB (`write`, mostly overlapped with the screening).
     """
     timings = timings if timings is not None else {}
     started = time.perf_counter()
@@ -130,7 +132,7 @@ def ingest_into(
     failures: list[str] = []
     timings["read_refs"], timings["write"] = time.perf_counter() - started, 0.0
 
-    def emit(bucket: int | None, frame: pl.DataFrame) -> None:
+    def append(frame: pl.DataFrame) -> None:  # on the writer thread, the only user of `con`
         if validate and not failures:
             failure = schema_failure(raw_model, frame)
             if failure is not None:
@@ -142,7 +144,17 @@ def ingest_into(
     with transaction(con):
         empty = pl.DataFrame(schema=raw_frame_schema(spec))
         write_table(con, f"raw.{table}", empty)
-        result = ingest_table(table, landing, tz, refs, buckets, emit=emit, spill=spill)
+        # bucket i is validated and appended while bucket i+1 is read back and screened
+        with WriteBehind(f"ingest-{table}") as behind:
+            result = ingest_table(
+                table,
+                landing,
+                tz,
+                refs,
+                buckets,
+                emit=lambda bucket, frame: behind.submit(append, frame),
+                spill=spill,
+            )
         del refs
         began = time.perf_counter()
         result.raw_failure, result.raw_validated = (failures or [None])[0], validate

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -54,6 +53,7 @@ from .warehouse import (
     transaction,
     write_table,
 )
+from .write_behind import WriteBehind
 
 E = "enrollment_id"
 REFERENCE_TABLES = tuple(t for t, cols in MART_INPUT_COLUMNS.items() if E not in cols)
@@ -137,8 +137,7 @@ def for_each_bucket(
     writer = con.cursor() if write is not None else None
     buckets: list[Bucket | None] = list(plan) or [None]
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bucket-writer") as pool:
-            pending: Future | None = None
+        with WriteBehind("bucket-writer") as behind:
             for i, bucket in enumerate(buckets):
                 started = time.perf_counter()
                 inputs = read_inputs(con, bucket, plan, references, only)
@@ -148,16 +147,13 @@ def for_each_bucket(
                 del inputs
                 started, now = now, time.perf_counter()
                 timings["compute"] += now - started
-                if write is not None:
-                    if pending is not None:
-                        pending.result()  # the previous bucket is written (or its error raised)
-                    pending = pool.submit(write, writer, result, i == 0)
+                if write is not None:  # waits for bucket i-1's write (or raises its error)
+                    behind.submit(write, writer, result, i == 0)
                     timings["write"] += time.perf_counter() - now
                 del result
-            if pending is not None:
-                started = time.perf_counter()
-                pending.result()
-                timings["write"] += time.perf_counter() - started
+            started = time.perf_counter()
+            behind.drain()
+            timings["write"] += time.perf_counter() - started
     finally:
         if writer is not None:
             writer.close()
