@@ -13,6 +13,8 @@ from hypothesis import settings
 from pipelines.core.ingest import TableIngest, ingest_all
 from pipelines.core.marts import RiskThresholds, build_marts
 
+pytest_plugins = ["tests.lake_fixtures"]  # a real Postgres and moto's S3 server for test_lake.py
+
 # CI runs the same Hypothesis examples every time (a red CI is then reproducible); local runs
 # keep exploring new ones.
 settings.register_profile("ci", derandomize=True, print_blob=True)
