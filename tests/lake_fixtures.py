@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import logging
 import os
 import shutil
 import socket
@@ -118,6 +119,7 @@ class S3:
 def s3_server() -> Iterator[S3]:
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -86,6 +86,20 @@ def published_run(config: lake.LakeConfig) -> str | None:
     return seen.pop()
 
 
+def cli(config: lake.LakeConfig, sql: str, snapshot: int | None = None) -> str:
+    """`sql` through the DuckDB CLI started with the documented reader script (docs/lake.md)."""
+    script = subprocess.run(
+        [sys.executable, "-m", "pipelines.core.lake", *([str(snapshot)] if snapshot else [])],
+        cwd=ROOT, env=environment(config), capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    done = subprocess.run(
+        [Path(sys.executable).with_name("duckdb"), "-csv", "-noheader", "-cmd", script, "-c", sql],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]  # after CREATE SECRET's "true" on S3
+
+
 def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
 
@@ -137,6 +151,8 @@ def test_publish_reads_back_the_same_content(where, request):
     assert listed["snapshot_id"] == snapshot
     assert (listed["run_id"], listed["commit_message"]) == ("run-1", "progress run run-1")
     assert json.loads(listed["content_hashes"]) == hashes
+    rows = marts["lecture_progress"].height
+    assert cli(config, "SELECT count(*) FROM marts.lecture_progress") == str(rows)
 
 
 def test_staged_paths_are_deterministic(local_lake, tmp_path):
@@ -214,6 +230,8 @@ def test_a_reader_transaction_keeps_its_snapshot_and_a_pinned_attach_the_old_one
     pinned = lake.connect(local_lake, snapshot=first)
     assert pinned.execute("SELECT DISTINCT run_id FROM marts.a").fetchall() == [("old",)]
     assert lake_worker.read_once(pinned) == {"old"}
+    assert cli(local_lake, "SELECT DISTINCT run_id FROM marts.a", snapshot=first) == "old"
+    assert cli(local_lake, "SELECT DISTINCT run_id FROM marts.a") == "new"
     with pytest.raises(duckdb.Error, match="read-only|read only"):
         pinned.execute("INSERT INTO marts.a SELECT * FROM marts.a")
     assert published_run(local_lake) == "new"

@@ -126,39 +126,66 @@ def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"LOAD {name}")
 
 
+def _duckdb(extension_directory: Path = EXTENSION_DIR) -> duckdb.DuckDBPyConnection:
+    extension_directory.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "extension_directory": str(extension_directory),
+        }
+    )
+    load_extensions(con)
+    return con
+
+
+def attach_statements(
+    config: LakeConfig, read_only: bool = False, snapshot: int | None = None
+) -> list[str]:
+    """The SQL that attaches the lake as `lake` and uses it, once the extensions are loaded:
+    `connect` runs it, and `reader_script` hands it to the DuckDB CLI."""
+    statements = [f"SET ducklake_max_retry_count = {MAX_RETRY_COUNT}"]
+    if config.on_s3:
+        statements.append(_s3_secret(config))
+    options = [f"DATA_PATH {literal(config.root)}"]
+    if read_only or snapshot is not None:
+        options.append("READ_ONLY")
+    if snapshot is not None:
+        options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
+    statements.append(
+        f"ATTACH {literal('ducklake:postgres:' + config.catalog)} AS {LAKE} ({', '.join(options)})"
+    )
+    statements.append(f"USE {LAKE}")
+    return statements
+
+
 def connect(
     config: LakeConfig, read_only: bool = False, snapshot: int | None = None
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the lake attached as `lake` and in use (so
     `schema.table` names reach the lake). `read_only`: writes are refused; `snapshot`: the
     lake as of that snapshot version (read-only)."""
-    EXTENSION_DIR.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "extension_directory": str(EXTENSION_DIR),
-        }
-    )
+    con = _duckdb()
     try:
-        load_extensions(con)
-        con.execute(f"SET ducklake_max_retry_count = {MAX_RETRY_COUNT}")
-        if config.on_s3:
-            con.execute(_s3_secret(config))
-        options = [f"DATA_PATH {literal(config.root)}"]
-        if read_only or snapshot is not None:
-            options.append("READ_ONLY")
-        if snapshot is not None:
-            options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
-        con.execute(
-            f"ATTACH {literal('ducklake:postgres:' + config.catalog)} AS {LAKE} "
-            f"({', '.join(options)})"
-        )
-        con.execute(f"USE {LAKE}")
+        for statement in attach_statements(config, read_only, snapshot):
+            con.execute(statement)
     except BaseException:
         con.close()
         raise
     return con
+
+
+def reader_script(config: LakeConfig, snapshot: int | None = None) -> str:
+    """A DuckDB CLI start-up script attaching the lake read-only (optionally at a snapshot),
+    with the extensions loaded from the project's environment (installed there first)."""
+    _duckdb().close()
+    statements = [
+        "SET autoinstall_known_extensions = false",
+        f"SET extension_directory = {literal(str(EXTENSION_DIR))}",
+        *(f"LOAD {name}" for name in EXTENSIONS),
+        *attach_statements(config, read_only=True, snapshot=snapshot),
+    ]
+    return ";\n".join(statements) + ";\n"
 
 
 def _s3_secret(config: LakeConfig) -> str:
@@ -269,7 +296,8 @@ def publish(
                 "finishes)"
             ) from exc
         raise
-    return con.execute(f"FROM ducklake_current_snapshot({literal(LAKE)})").fetchone()[0]
+    # ours, even if another publication has committed since
+    return con.execute(f"FROM ducklake_last_committed_snapshot({literal(LAKE)})").fetchone()[0]
 
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -313,3 +341,8 @@ def expire(
         [started - stage_safety_hours * 3600],
     ).fetchall()
     return {"snapshots": len(expired), "files": len(cleaned), "orphans": len(orphans)}
+
+
+if __name__ == "__main__":  # `duckdb -cmd "$(python -m pipelines.core.lake [SNAPSHOT])"`
+    version = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    sys.stdout.write(reader_script(LakeConfig.from_env(), version))
