@@ -94,7 +94,7 @@ def stop_postgres(server: Postgres) -> None:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     if postgres_bin() is None:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail("CI=true but Postgres is not installed (.ci/run installs it)")
         pytest.skip("Postgres binaries not installed (apt-get install postgresql)")
     root = Path(tempfile.mkdtemp(prefix="lake-pg-"))
