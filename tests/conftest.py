@@ -13,6 +13,8 @@ from hypothesis import settings
 from pipelines.core.ingest import TableIngest, ingest_all
 from pipelines.core.marts import RiskThresholds, build_marts
 
+pytest_plugins = ["tests.lake_fixtures"]  # a real Postgres and moto's S3 server for test_lake.py
+
 # CI runs the same Hypothesis examples every time (a red CI is then reproducible); local runs
 # keep exploring new ones.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -95,7 +97,8 @@ def ingest(tmp_path):
 # 349 / 714, reliability 163 / 285, dagster 87 / 193, bench 46 / 133, evaluation 53 / 84,
 # cli_run 26 / 89, asset_checks 32 / 88, reference_property 40 / 82, history 53 / 65, consume
 # 13 / 54, report (Chromium) - / 39, generated_vs_reference 50 / 35, corruption 22 / 24; the
-# rest under 25 each. With `--dist loadfile` a worker takes the next whole file when it is
+# rest under 25 each; lake (a real Postgres, 10 publisher kills) 80-88 / - serial at load
+# 10-17 (2026-12-03). With `--dist loadfile` a worker takes the next whole file when it is
 # free, so starting with the longest keeps one long file from running alone at the end.
 LONGEST_FIRST = [
     "test_publication_safety.py",
@@ -103,6 +106,7 @@ LONGEST_FIRST = [
     "test_dagster.py",
     "test_bench.py",
     "test_evaluation.py",
+    "test_lake.py",
     "test_cli_run.py",
     "test_asset_checks.py",
     "test_reference_property.py",
