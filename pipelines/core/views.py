@@ -576,8 +576,8 @@ LEFT JOIN failures AS f USING (academy_id, lecture_id, student_id)
 # CLINIC_BY_STUDENT is ordered by and those its cards and chart count, with CLINIC_BY_STUDENT's
 # own expressions. The text columns (titles, labels, reasons, enrollment list) and the latest
 # failure are left out: the report computes them only for the rows it shows
-# (`clinic_by_student_select` over those students' links). Measured at M (885k links, 94k rows):
-# 0.3 CPU s, the whole CLINIC_BY_STUDENT 1.9 CPU s.
+# (`clinic_by_student_select` over those students' links). Measured at M (885k links, 94k rows,
+# best of 3 on a loaded machine): 0.30 CPU s, the whole CLINIC_BY_STUDENT 1.58 CPU s.
 CLINIC_ORDER_COLUMNS = f"""
 WITH rows AS (
     SELECT
