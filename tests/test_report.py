@@ -450,6 +450,44 @@ def test_lists_are_capped_at_max_rows_most_urgent_first(warehouse):
         load(warehouse, max_rows=0)
 
 
+def test_clinic_rows_and_counts_equal_the_whole_clinic_by_student(warehouse):
+    """The report computes CLINIC_BY_STUDENT's order columns for every student and its whole
+    rows only for the students it shows (issue 10): the same rows, totals and chart counts as
+    the whole query, for every cap and academy."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        whole = con.sql(CLINIC_BY_STUDENT.sql).pl()
+    for academy in (None, 10, 20):
+        mine = whole if academy is None else whole.filter(pl.col("academy_id") == academy)
+        waiting = mine.filter(pl.col("pending_sessions") > 0)
+        buckets = (
+            waiting.with_columns(
+                pl.when(pl.col("days_waiting").is_null())
+                .then(pl.lit("날짜 없음"))
+                .when(pl.col("days_waiting") <= 7)
+                .then(pl.lit("7일 이내"))
+                .when(pl.col("days_waiting") <= 28)
+                .then(pl.lit("8~28일"))
+                .otherwise(pl.lit("29일 이상"))
+                .alias("bucket")
+            )
+            .group_by("academy_id", "lecture_id", "bucket")
+            .agg(pl.col("lecture_title").first(), pl.len().cast(pl.Int64))
+            .select("academy_id", "lecture_id", "lecture_title", "bucket", "len")
+            .sort("academy_id", "lecture_id", "bucket")
+        )
+        for cap in range(1, mine.height + 2):
+            data = load(warehouse, academy, max_rows=cap)
+            assert data.clinic.schema == whole.schema
+            assert data.clinic.rows() == mine.head(cap).rows(), (academy, cap)
+            assert data.clinic_total == mine.height
+            assert data.clinic_pending == {
+                "students": waiting["student_id"].n_unique(),
+                "lines": waiting.height,
+                "sessions": int(waiting["pending_sessions"].sum()),
+            }
+            assert data.clinic_buckets.rows() == buckets.rows(), (academy, cap)
+
+
 def test_per_lecture_charts_draw_the_top_lectures_with_a_note(warehouse, monkeypatch):
     data = load(warehouse)
     page = render(data)[0]

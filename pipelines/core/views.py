@@ -411,9 +411,12 @@ LEFT JOIN raw.sessions AS ses ON ses.session_id = s.session_id
     },
 )
 
+
 # Every clinic link with its labels and waiting time; v_clinic_queue keeps the ones not approved,
-# the report's per-student queue (CLINIC_BY_STUDENT) also counts the approved ones.
-_CLINIC_LINK_ROWS = f"""
+# the report's per-student queue (CLINIC_BY_STUDENT) also counts the approved ones. `links` is
+# where the clinic_links rows come from (the report narrows it to the students it shows).
+def _clinic_link_rows(links: str = "marts.clinic_links") -> str:
+    return f"""
 SELECT
     cl.academy_id,
     cl.lecture_id,
@@ -438,7 +441,7 @@ SELECT
     lp.risk_level,
     rl.label_ko AS risk_level_ko,
     lp.calculated_at
-FROM marts.clinic_links AS cl
+FROM {links} AS cl
 LEFT JOIN marts.lecture_progress AS lp ON lp.enrollment_id = cl.enrollment_id
 LEFT JOIN raw.lectures AS lec ON lec.lecture_id = cl.lecture_id
 LEFT JOIN raw.sessions AS ses ON ses.session_id = cl.session_id
@@ -446,6 +449,9 @@ LEFT JOIN raw.sessions AS ses ON ses.session_id = cl.session_id
 {_label("st", "enrollment_status", "lp.status")}
 {_label("rl", "risk_level", "lp.risk_level")}
 """
+
+
+_CLINIC_LINK_ROWS = _clinic_link_rows()
 
 CLINIC_QUEUE = View(
     name="v_clinic_queue",
@@ -506,19 +512,22 @@ def _today(alias: str = "") -> str:
     return f"{alias}session_date = CAST({alias}calculated_at AS DATE)"
 
 
-CLINIC_BY_STUDENT = View(
-    name="clinic_by_student",
-    select=f"""
+def clinic_by_student_select(
+    links: str = "marts.clinic_links", progress: str = "marts.session_progress"
+) -> str:
+    """CLINIC_BY_STUDENT's SELECT over the clinic_links rows `links` and the session_progress
+    rows `progress` (the report passes those of the students it shows)."""
+    return f"""
 WITH links AS (
     SELECT *, reason = 'AUTO_FAILED' AND coalesce({_today()}, false) AS in_progress
-    FROM ({_CLINIC_LINK_ROWS}) AS l
+    FROM ({_clinic_link_rows(links)}) AS l
 ),
 failures AS (
     SELECT
         sp.academy_id, sp.lecture_id, sp.student_id,
         max(sp.session_order) AS latest_failed_session_order,
         arg_max(sp.session_date, sp.session_order) AS latest_failed_session_date
-    FROM marts.session_progress AS sp
+    FROM {progress} AS sp
     JOIN marts.lecture_progress AS lp ON lp.enrollment_id = sp.enrollment_id
     WHERE lp.status = 'ACTIVE' AND sp.held AND NOT sp.completed
         AND NOT coalesce({_today("sp.")}, false)
@@ -560,7 +569,43 @@ SELECT
     s.approved_links, s.approved_links > 0 AS approved, s.calculated_at
 FROM students AS s
 LEFT JOIN failures AS f USING (academy_id, lecture_id, student_id)
-""",
+"""
+
+
+# What the report needs of every (academy, lecture, student) of the clinic queue: the columns
+# CLINIC_BY_STUDENT is ordered by and those its cards and chart count, with CLINIC_BY_STUDENT's
+# own expressions. The text columns (titles, labels, reasons, enrollment list) and the latest
+# failure are left out: the report computes them only for the rows it shows
+# (`clinic_by_student_select` over those students' links). Measured at M (885k links, 94k rows,
+# best of 3 on a loaded machine): 0.30 CPU s, the whole CLINIC_BY_STUDENT 1.58 CPU s.
+CLINIC_ORDER_COLUMNS = f"""
+WITH rows AS (
+    SELECT
+        cl.academy_id, cl.lecture_id, cl.student_id, cl.session_id, cl.reason, cl.approved,
+        ses.session_date, lp.calculated_at,
+        date_diff('day', CAST(least(CAST(ses.session_date AS TIMESTAMP), cl.requested_at) AS DATE),
+                  CAST(lp.calculated_at AS DATE)) AS days_waiting
+    FROM marts.clinic_links AS cl
+    LEFT JOIN marts.lecture_progress AS lp ON lp.enrollment_id = cl.enrollment_id
+    LEFT JOIN raw.sessions AS ses ON ses.session_id = cl.session_id
+),
+links AS (
+    SELECT *, reason = 'AUTO_FAILED' AND coalesce({_today()}, false) AS in_progress FROM rows
+)
+SELECT
+    academy_id,
+    lecture_id,
+    student_id,
+    count(DISTINCT session_id) FILTER (WHERE NOT approved AND NOT in_progress)
+        AS pending_sessions,
+    max(days_waiting) FILTER (WHERE NOT approved AND NOT in_progress) AS days_waiting
+FROM links
+GROUP BY academy_id, lecture_id, student_id
+"""
+
+CLINIC_BY_STUDENT = View(
+    name="clinic_by_student",
+    select=clinic_by_student_select(),
     order_by=(
         "pending_sessions > 0 DESC, days_waiting DESC NULLS LAST, pending_sessions DESC, "
         "academy_id, lecture_id, student_id"
