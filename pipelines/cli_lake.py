@@ -86,7 +86,8 @@ def expire(
     except Exception as exc:  # never a traceback to the user
         fail(one_line(exc), ExitCode.INTERNAL)
     Console().print(
-        f"expired {removed['snapshots']} publications, deleted {removed['files']} files and "
+        f"expired {removed['snapshots']} snapshots, deleted {removed['files']} files and "
         f"{removed['orphans']} orphaned staged files; {kept} publications kept",
         highlight=False,
+        soft_wrap=True,
     )
