@@ -207,3 +207,55 @@ def test_staged_files_are_one_per_bucket_sorted_by_academy(local_lake, tmp_path)
     assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert len(list((staged / "quarantine.attendance").glob("*.parquet"))) == 1  # text ids
     assert done.files == sum(1 for _ in staged.rglob("*.parquet"))
+
+
+def test_the_code_location_publishes_to_s3_from_environment_variables(
+    postgres, s3_bucket, tmp_path, monkeypatch
+):
+    """The definitions' progress_job, configured only by environment variables (as `dagster
+    dev` or a deployment configures it), publishes to a lake whose data path is on S3."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    config = lake.LakeConfig(
+        postgres.dsn(postgres.create_database()),
+        f"s3://{s3_bucket.bucket}/academy",
+        s3_endpoint=f"http://{s3_bucket.endpoint}",
+        s3_key_id=s3_bucket.key,
+        s3_secret=s3_bucket.secret,
+        s3_region=s3_bucket.region,
+    )
+    landing = landing_with(
+        tmp_path,
+        attendance=["1000,101,online,2026-03-02 10:00"],
+        video_progress=["1000,101,10,2026-03-02 10:00"],
+    )
+    for name, value in {
+        "PROGRESS_LANDING": str(landing),
+        "PROGRESS_WAREHOUSE": str(tmp_path / "build.duckdb"),
+        "PROGRESS_TIMEZONE": "Asia/Seoul",
+        "PROGRESS_BACKEND": "lake",
+        "PROGRESS_LAKE_CATALOG": config.catalog,
+        "PROGRESS_LAKE_DATA_PATH": config.data_path,
+        "PROGRESS_LAKE_S3_ENDPOINT": config.s3_endpoint,
+        "PROGRESS_LAKE_S3_KEY_ID": config.s3_key_id,
+        "PROGRESS_LAKE_S3_SECRET": config.s3_secret,
+        "PROGRESS_LAKE_S3_REGION": config.s3_region,
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = defs.resolve_job_def("progress_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    assert not (tmp_path / "build.duckdb").exists()
+    with lake.connect(config, read_only=True) as con:
+        assert lake.snapshots(con)["run_id"].to_list() == [result.run_id]
+        assert con.execute("SELECT risk_level FROM marts.lecture_progress").fetchall() == [
+            ("DANGER",)
+        ]
+        files = con.execute(
+            "SELECT data_file FROM ducklake_list_files('lake', 'lecture_progress', "
+            "schema => 'marts')"
+        ).fetchall()
+    assert [f[0].startswith(f"s3://{s3_bucket.bucket}/academy/_stage/") for f in files] == [True]
