@@ -201,7 +201,13 @@ def run(
     landing: Annotated[Path, typer.Option(help="Landing folder with the extracts.")] = (
         DEFAULT_LANDING
     ),
-    warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
+    warehouse: Annotated[
+        Path,
+        typer.Option(
+            help="DuckDB warehouse file (with --backend lake: where the run's private build is "
+            "made, beside its lock)."
+        ),
+    ] = DEFAULT_WAREHOUSE,
     as_of: Annotated[
         str | None,
         typer.Option(
