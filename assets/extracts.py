@@ -31,9 +31,12 @@ from pipelines.core.ingest import (
 from pipelines.core.schemas import RAW_MODELS, quarantine_models, table_description
 from pipelines.core.warehouse import (
     TableDoc,
+    building,
     document_table,
+    drop_building,
     read_table,
     stored_schema,
+    swap_in,
     transaction,
     write_table,
 )
@@ -111,7 +114,8 @@ def ingest_into(
     timings: dict[str, float] | None = None,
 ) -> TableIngest:
     """Ingest `table` into raw.<table> and quarantine.<table>, with its audit row and (see
-    `pipelines.core.bucket_store`) the bucket plan and ranges, in one transaction.
+    `pipelines.core.bucket_store`) the bucket plan and ranges: the raw rows are appended to a
+    side table (`warehouse.building`) and everything is swapped in by one transaction.
 
     A table with an enrollment_id is written bucket after bucket as the ingest hands the
     buckets out: each is validated against the raw model (Pandera, in memory: the first
@@ -132,18 +136,19 @@ def ingest_into(
     failures: list[str] = []
     timings["read_refs"], timings["write"] = time.perf_counter() - started, 0.0
 
+    raw = f"raw.{table}"
+
     def append(frame: pl.DataFrame) -> None:  # on the writer thread, the only user of `con`
         if validate and not failures:
             failure = schema_failure(raw_model, frame)
             if failure is not None:
                 failures.append(failure)
         began = time.perf_counter()
-        write_table(con, f"raw.{table}", frame, append=True)
+        write_table(con, building(raw), frame, append=True)
         timings["write"] += time.perf_counter() - began
 
-    with transaction(con):
-        empty = pl.DataFrame(schema=raw_frame_schema(spec))
-        write_table(con, f"raw.{table}", empty)
+    try:
+        write_table(con, building(raw), pl.DataFrame(schema=raw_frame_schema(spec)))
         # bucket i is validated and appended while bucket i+1 is read back and screened
         with WriteBehind(f"ingest-{table}") as behind:
             result = ingest_table(
@@ -158,16 +163,20 @@ def ingest_into(
         del refs
         began = time.perf_counter()
         result.raw_failure, result.raw_validated = (failures or [None])[0], validate
-        document_table(con, f"raw.{table}", table_doc(raw_model))
-        write_table(con, f"quarantine.{table}", result.quarantine)
-        document_table(con, f"quarantine.{table}", table_doc(quarantine_models()[table]))
-        for sql, params in audit_statements(result):
-            con.execute(sql, params)
-        if buckets is not None and result.ranges is not None:
-            bucket_store.write_plan(con, buckets.plan, target)
-            bucket_store.write_ranges(con, table, result.ranges)
-        elif table in PLAN_INPUTS:
-            bucket_store.invalidate(con)
+        with transaction(con):
+            swap_in(con, raw)
+            document_table(con, raw, table_doc(raw_model))
+            write_table(con, f"quarantine.{table}", result.quarantine)
+            document_table(con, f"quarantine.{table}", table_doc(quarantine_models()[table]))
+            for sql, params in audit_statements(result):
+                con.execute(sql, params)
+            if buckets is not None and result.ranges is not None:
+                bucket_store.write_plan(con, buckets.plan, target)
+                bucket_store.write_ranges(con, table, result.ranges)
+            elif table in PLAN_INPUTS:
+                bucket_store.invalidate(con)
+    finally:  # a refused or failed ingest leaves the previous raw table and no side table
+        drop_building(con, raw)
     timings["write"] += time.perf_counter() - began  # the quarantine, audit, ranges, commit
     return result
 

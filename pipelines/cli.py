@@ -226,10 +226,18 @@ def run(
         ),
     ] = False,
     logs: Annotated[bool, typer.Option("--logs", help="Show Dagster's own logs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (with every alert).")
+    ] = False,
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for another run writing the same warehouse.")
     ] = 300.0,
+    show_alerts: Annotated[
+        int,
+        typer.Option(
+            "--alerts", min=0, help="Alerts to print at most, highest risk and streak first."
+        ),
+    ] = 20,
     backend: BackendOption = "file",
     catalog: CatalogOption = None,
     data_path: DataPathOption = None,
@@ -294,7 +302,7 @@ def run(
     if as_json:
         print_json(_run_json(report, destination, alerts) | {"snapshot": report.snapshot})
         return
-    _print_run(report, destination, alerts, verbose)
+    _print_run(report, destination, alerts, verbose, show_alerts)
 
 
 def _job_steps() -> int:
@@ -303,7 +311,7 @@ def _job_steps() -> int:
     return len(defs.resolve_job_def("progress_job").graph.nodes)
 
 
-def _print_run(report, warehouse: Path | str, alerts, verbose: bool) -> None:
+def _print_run(report, warehouse: Path | str, alerts, verbose: bool, show_alerts: int) -> None:
     published = report.publication.get("published_at")
     console.print(
         f"published run [bold]{report.run_id}[/] as of "
@@ -354,15 +362,16 @@ def _print_run(report, warehouse: Path | str, alerts, verbose: bool) -> None:
             for reason, count in counts.items():
                 reasons.add_row(table, reason, f"{count:,}")
         console.print(reasons)
-    if alerts is not None:
-        console.print(alerts_table(alerts))
+    if alerts is not None:  # a few: at L a day can have 80k alerts (80 s to render them all)
+        console.print(alerts_table(alerts, show_alerts, "--alerts N; all: --json"))
     for refused in report.refused_files:
         err.print(f"[yellow]refused:[/] {refused}", highlight=False)
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if not verbose:
         console.print(
-            "(row counts, ledger and quarantine: --verbose; every alert: `progress alerts`)",
+            "(row counts, ledger and quarantine: --verbose; a day's stored alerts: "
+            "`progress alerts`)",
             highlight=False,
         )
 

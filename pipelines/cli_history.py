@@ -31,9 +31,11 @@ SHOWN_DATES = 31
 LEVEL_STYLE = {"DANGER": "bold red", "WARNING": "yellow"}
 
 
-def alerts_table(summary: AlertsSummary, limit: int | None = None) -> Table:
+def alerts_table(
+    summary: AlertsSummary, limit: int | None = None, option: str = "--limit"
+) -> Table:
     """A rich table of the alerts (academy, lecture title, student), DANGER first, longest
-    streak first; every alert unless `limit`."""
+    streak first; every alert unless `limit` (the caption names `option`, which sets it)."""
     counts = summary.counts
     table = Table(
         "academy",
@@ -69,7 +71,7 @@ def alerts_table(summary: AlertsSummary, limit: int | None = None) -> Table:
             "" if row["last_session_id"] is None else str(row["last_session_id"]),
         )
     if shown.height < summary.alerts.height:
-        table.caption = f"showing {shown.height} of {summary.alerts.height} (--limit)"
+        table.caption = f"showing {shown.height} of {summary.alerts.height} ({option})"
     elif summary.alerts.is_empty():
         table.caption = "0 alerts: no enrollment's risk rose"
     return table

@@ -289,3 +289,47 @@ def test_sigterm_stops_a_backfill(tmp_path):
     assert time.monotonic() - sent < 10
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not list(tmp_path.glob("wh.duckdb.*building*"))
+
+
+def test_run_prints_the_highest_alerts_up_to_its_limit_and_says_how_many_are_left():
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from pipelines.backfill import AlertsSummary
+    from pipelines.cli_history import alerts_table
+
+    rows = [  # (level, streak, enrollment)
+        ("WARNING", 2, 11),
+        ("DANGER", 3, 12),
+        ("DANGER", 5, 13),
+        ("WARNING", 2, 14),
+    ]
+    alerts = pl.DataFrame(
+        {
+            "academy_id": [1] * 4,
+            "lecture_id": [7] * 4,
+            "lecture_title": ["수학"] * 4,
+            "student_id": [100 + e for _, _, e in rows],
+            "enrollment_id": [e for _, _, e in rows],
+            "previous_level": ["NORMAL"] * 4,
+            "risk_level": [level for level, _, _ in rows],
+            "reason": ["연속 미완료"] * 4,
+            "last_session_id": [None] * 4,
+            "streak": [streak for _, streak, _ in rows],
+        }
+    )
+    summary = AlertsSummary(
+        as_of=datetime(2026, 3, 16, 23, 59, 59),
+        previous=datetime(2026, 3, 15, 23, 59, 59),
+        alerts=alerts,
+    )
+    table = alerts_table(summary, 2, "--alerts N; all: --json")
+    assert table.row_count == 2
+    assert table.caption == "showing 2 of 4 (--alerts N; all: --json)"
+    console = Console(width=200, record=True)
+    console.print(table)
+    shown = console.export_text()
+    assert "113" in shown and "112" in shown  # the two DANGER, longest streak first
+    assert shown.index("113") < shown.index("112") and "111" not in shown
+    assert alerts_table(summary).row_count == 4 and alerts_table(summary).caption is None

@@ -46,9 +46,12 @@ from .marts import (
 from .publish import add_hashes, content_hash
 from .warehouse import (
     TableDoc,
+    building,
     document_table,
+    drop_building,
     read_table,
     stored_schema,
+    swap_in,
     table_exists,
     transaction,
     write_table,
@@ -229,10 +232,6 @@ def cached_streaks(
     return frame.select(*keep, *reached).sort(E)
 
 
-def _building(name: str) -> str:
-    return f"marts._building_{name}"
-
-
 # A bucket's marts -> {mart: failure text} (schema) and {mart: [violations]} (invariants);
 # given by the caller (the asset uses Pandera and the invariants) so core stays Dagster-free.
 MartsCheck = Callable[[dict[str, pl.DataFrame], int], tuple[dict[str, str], dict[str, list[str]]]]
@@ -254,10 +253,9 @@ def compute_marts(
     `evaluation` = (run id, max streak): also keep the streak summary of the enrollments with
     an outcome in `engine.evaluation_streaks` for the rule evaluation of the same run.
 
-    Buckets are appended to side tables (`marts._building_<name>`), each append committed on
-    its own, and one short transaction swaps them in. One transaction around every append
-    would keep all of them in DuckDB's transaction-local memory until the commit (measured
-    at L: +450 MB per 100k-enrollment bucket).
+    Buckets are appended to side tables (`warehouse.building`), each append committed on its
+    own, and one short transaction swaps them in (measured at L: one transaction around every
+    append cost +450 MB per 100k-enrollment bucket).
     """
     writer_settings = "SET preserve_insertion_order = false"
     # Mart rows have no meaningful physical order (every reader sorts or groups): DuckDB may
@@ -265,7 +263,7 @@ def compute_marts(
     con.execute(writer_settings)
     try:
         for name in PROGRESS_MARTS:
-            con.execute(f"DROP TABLE IF EXISTS {_building(name)}")
+            drop_building(con, f"marts.{name}")
         plan = bucket_plan(con, target)
         out.buckets = max(len(plan), 1)
         outcome_ids = None
@@ -307,7 +305,7 @@ def compute_marts(
         def write(writer: duckdb.DuckDBPyConnection, marts: dict, first: bool) -> None:
             writer.execute(writer_settings)
             for name, frame in marts.items():
-                write_table(writer, _building(name), frame, append=not first)
+                write_table(writer, building(f"marts.{name}"), frame, append=not first)
 
         for_each_bucket(con, plan, compute, write, timings=out.seconds)
         if evaluation is not None:
@@ -322,14 +320,13 @@ def compute_marts(
             document_table(con, EVALUATION_STREAKS, EVALUATION_STREAKS_DOC)
         with transaction(con):
             for name in PROGRESS_MARTS:
-                con.execute(f"DROP TABLE IF EXISTS marts.{name}")
-                con.execute(f"ALTER TABLE {_building(name)} RENAME TO {name}")
+                swap_in(con, f"marts.{name}")
                 if docs and name in docs:
                     document_table(con, f"marts.{name}", docs[name])
                 out.stored[name] = stored_schema(con, f"marts.{name}")
     finally:  # after a refusal or an error, nothing of this computation stays behind
         for name in PROGRESS_MARTS:
-            con.execute(f"DROP TABLE IF EXISTS {_building(name)}")
+            drop_building(con, f"marts.{name}")
 
 
 # --------------------------------------------------------------------------------------------

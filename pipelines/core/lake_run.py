@@ -61,7 +61,11 @@ def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
         f"({', '.join('?' for _ in PUBLISHED_SCHEMAS)}) ORDER BY 1, 2",
         list(PUBLISHED_SCHEMAS),
     ).fetchall()
-    return [f"{s}.{t}" for s, t in rows if f"{s}.{t}" != PUBLICATION_TABLE]
+    return [  # a bucketed write's side table is never published (warehouse.building)
+        f"{s}.{t}"
+        for s, t in rows
+        if f"{s}.{t}" != PUBLICATION_TABLE and not t.startswith("_building_")
+    ]
 
 
 def table_docs(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, TableDoc]:

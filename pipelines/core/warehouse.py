@@ -83,6 +83,29 @@ def registered(
         con.unregister(name)
 
 
+# Tables written bucket by bucket are appended to a side table, each append committed on its
+# own, and swapped in by one short transaction: one transaction around every append keeps all
+# of them in DuckDB's transaction-local memory until the commit, outside its memory_limit
+# (measured: +300 MB of RSS per 4M-row append inside a transaction, +45 MB committed).
+def building(qualified: str) -> str:
+    """The side table that a bucketed write of `qualified` appends to."""
+    schema, table = qualified.split(".")
+    return f"{schema}._building_{table}"
+
+
+def swap_in(con: duckdb.DuckDBPyConnection, qualified: str) -> None:
+    """Replace `qualified` by its side table (call inside a transaction)."""
+    con.execute(f"DROP TABLE IF EXISTS {target(qualified)}")
+    con.execute(
+        f"ALTER TABLE {target(building(qualified))} RENAME TO {ident(qualified.split('.')[1])}"
+    )
+
+
+def drop_building(con: duckdb.DuckDBPyConnection, qualified: str) -> None:
+    """Remove what a failed or refused bucketed write left in the side table."""
+    con.execute(f"DROP TABLE IF EXISTS {target(building(qualified))}")
+
+
 def column_names(con: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
     """The columns of a stored table or view, in order (empty when it does not exist)."""
     schema, table = qualified.split(".")
