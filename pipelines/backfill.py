@@ -199,22 +199,30 @@ def alerts_summary(
     When the published marts were computed as of `as_of` (the run that just published), their
     lecture_progress is the current side: only the previous day is computed, and only for the
     enrollments at risk now."""
-    thresholds = thresholds or RiskThresholds()
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        current = None
-        published = (
-            con.execute(
-                "SELECT as_of FROM marts.publication WHERE marts_refreshed "
-                "ORDER BY published_at DESC LIMIT 1"
-            ).fetchone()
-            if table_exists(con, "marts.publication")
-            else None
-        )
-        if published and published[0] == as_of and table_exists(con, "marts.lecture_progress"):
-            current = con.execute(
-                "SELECT * FROM marts.lecture_progress WHERE risk_level <> 'NORMAL'"
-            ).pl()
-        alerts = with_titles(con, alerts_in_buckets(con, as_of, thresholds, current))
+        return alerts_from(con, as_of, thresholds)
+
+
+def alerts_from(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, thresholds: RiskThresholds | None = None
+) -> AlertsSummary:
+    """`alerts_summary` over an open connection (a warehouse file, or the lake at the
+    snapshot a run published)."""
+    thresholds = thresholds or RiskThresholds()
+    current = None
+    published = (
+        con.execute(
+            "SELECT as_of FROM marts.publication WHERE marts_refreshed "
+            "ORDER BY published_at DESC LIMIT 1"
+        ).fetchone()
+        if table_exists(con, "marts.publication")
+        else None
+    )
+    if published and published[0] == as_of and table_exists(con, "marts.lecture_progress"):
+        current = con.execute(
+            "SELECT * FROM marts.lecture_progress WHERE risk_level <> 'NORMAL'"
+        ).pl()
+    alerts = with_titles(con, alerts_in_buckets(con, as_of, thresholds, current))
     previous = end_of_day(as_of.date() - timedelta(days=1))
     return AlertsSummary(as_of=as_of, previous=previous, alerts=alerts)
 

@@ -15,6 +15,7 @@ from pipelines.cli_bench import bench
 from pipelines.cli_consume import export, report
 from pipelines.cli_evaluate import evaluate
 from pipelines.cli_history import alerts, alerts_table, backfill
+from pipelines.cli_lake import BackendOption, CatalogOption, DataPathOption, expire, lake_config
 from pipelines.cli_sql import sql
 from pipelines.core.landing import DEFAULT_LANDING
 from pipelines.core.vocabulary import RISK_LEVELS
@@ -34,6 +35,7 @@ app.command()(bench)
 # a query that starts with a `--` comment is the query, not an unknown option
 app.command(context_settings={"ignore_unknown_options": True})(sql)
 app.command()(evaluate)
+app.command()(expire)
 console = Console()
 err = Console(stderr=True)
 
@@ -158,7 +160,7 @@ class RunDisplay:
                 )
 
 
-def _run_json(report, warehouse: Path, alerts) -> dict:
+def _run_json(report, warehouse: Path | str, alerts) -> dict:
     return {
         "run_id": report.run_id,
         "as_of": report.as_of.isoformat(sep=" "),
@@ -199,7 +201,13 @@ def run(
     landing: Annotated[Path, typer.Option(help="Landing folder with the extracts.")] = (
         DEFAULT_LANDING
     ),
-    warehouse: Annotated[Path, typer.Option(help="DuckDB warehouse file.")] = DEFAULT_WAREHOUSE,
+    warehouse: Annotated[
+        Path,
+        typer.Option(
+            help="DuckDB warehouse file (with --backend lake: where the run's private build is "
+            "made, beside its lock)."
+        ),
+    ] = DEFAULT_WAREHOUSE,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -230,20 +238,29 @@ def run(
             "--alerts", min=0, help="Alerts to print at most, highest risk and streak first."
         ),
     ] = 20,
+    backend: BackendOption = "file",
+    catalog: CatalogOption = None,
+    data_path: DataPathOption = None,
 ) -> None:
     """Ingest the extracts and publish the marts in one Dagster run (the definitions'
-    progress_job), then summarize: publication, risk counts and the day's alerts."""
+    progress_job), then summarize: publication, risk counts and the day's alerts.
+
+    With --backend lake the run computes the same way in a private build beside --warehouse
+    and publishes every table to the lake in one DuckLake transaction (docs/lake.md)."""
+    from pipelines.exit_codes import CommandFailed
     from pipelines.runner import RunFailed, check_landing, resolve_as_of
 
     try:  # bad input is refused before Dagster is even imported
+        lake = lake_config(backend, catalog, data_path)
         instant, source = resolve_as_of(as_of, landing, timezone)
         check_landing(landing)
-    except RunFailed as exc:
+    except CommandFailed as exc:
         fail(str(exc), exc.code)
+    destination = str(warehouse) if lake is None else f"lake {lake.data_path}"
     if not as_json:
         err.print(
             f"run as of {instant:%Y-%m-%d %H:%M:%S} ({timezone}; from {source}): "
-            f"{landing} -> {warehouse}",
+            f"{landing} -> {destination}",
             highlight=False,
             soft_wrap=True,
         )
@@ -259,6 +276,7 @@ def run(
                 logs,
                 lock_timeout,
                 on_event=None if as_json else display,
+                lake=lake,
             )
     except RunFailed as exc:
         if exc.code == ExitCode.BLOCKED:
@@ -268,15 +286,23 @@ def run(
         fail(one_line(exc), ExitCode.INTERNAL)
     alerts = None
     try:
-        from pipelines.backfill import alerts_summary
+        from pipelines.backfill import alerts_from, alerts_summary
 
-        alerts = alerts_summary(warehouse, report.as_of)
+        if lake is None:
+            alerts = alerts_summary(warehouse, report.as_of)
+        else:
+            from pipelines.core.lake import connect
+
+            with connect(lake, snapshot=report.snapshot) as con:
+                alerts = alerts_from(con, report.as_of)
     except Exception as exc:  # alerts are a convenience; the run itself has published
         err.print(f"[yellow]warning:[/] alerts not computed: {one_line(exc)}", highlight=False)
+    if lake is not None:
+        destination = f"lake {lake.data_path} (snapshot {report.snapshot})"
     if as_json:
-        print_json(_run_json(report, warehouse, alerts))
+        print_json(_run_json(report, destination, alerts) | {"snapshot": report.snapshot})
         return
-    _print_run(report, warehouse, alerts, verbose, show_alerts)
+    _print_run(report, destination, alerts, verbose, show_alerts)
 
 
 def _job_steps() -> int:
@@ -285,7 +311,7 @@ def _job_steps() -> int:
     return len(defs.resolve_job_def("progress_job").graph.nodes)
 
 
-def _print_run(report, warehouse: Path, alerts, verbose: bool, show_alerts: int) -> None:
+def _print_run(report, warehouse: Path | str, alerts, verbose: bool, show_alerts: int) -> None:
     published = report.publication.get("published_at")
     console.print(
         f"published run [bold]{report.run_id}[/] as of "

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_lake import BackendOption, CatalogOption, DataPathOption, lake_config
 from pipelines.exit_codes import CommandFailed, ExitCode, Interrupted, fail, one_line
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
@@ -41,6 +42,22 @@ def sandbox_connection(path: Path):
     import duckdb
 
     return duckdb.connect(str(path), read_only=True, config=dict(SANDBOX))
+
+
+def lake_sandbox(config, snapshot: int | None = None):
+    """The lake attached read-only (at `snapshot`, else the latest publication), then the
+    same guards as the file: no file outside the lake's data path, settings locked."""
+    from pipelines.core import lake
+
+    con = lake.connect(config, read_only=True, snapshot=snapshot)
+    try:
+        con.execute(f"SET allowed_directories = [{lake.literal(config.root)}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def read_query(query: str | None, file: Path | None) -> str:
@@ -64,12 +81,13 @@ def read_query(query: str | None, file: Path | None) -> str:
     return text
 
 
-def run_query(path: Path, query: str, rows: int | None, timeout: float | None):
+def run_query(path: Path | None, query: str, rows: int | None, timeout: float | None, con=None):
     """(column names, first `rows` + 1 records as a Polars frame) of `query`; interrupted by
-    Ctrl-C / SIGTERM (Interrupted) or by `timeout` seconds (CommandFailed, TIMEOUT)."""
+    Ctrl-C / SIGTERM (Interrupted) or by `timeout` seconds (CommandFailed, TIMEOUT). `con`:
+    an already opened sandbox (the lake) instead of the file at `path`."""
     import polars as pl
 
-    con = sandbox_connection(path)
+    con = con if con is not None else sandbox_connection(path)
     outcome: dict[str, object] = {}
 
     def work() -> None:
@@ -194,19 +212,41 @@ def sql(
             "the publication: its quarantine and ledger.",
         ),
     ] = False,
+    backend: BackendOption = "file",
+    catalog: CatalogOption = None,
+    data_path: DataPathOption = None,
+    snapshot: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="With --backend lake: query this past publication (snapshot number)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a read-only query against the warehouse (no file access, no setting changes)."""
+    """Run a read-only query against the warehouse (no file access, no setting changes), or
+    with --backend lake against the lake's latest (or --snapshot) publication."""
     out = Console()
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     try:
         text = read_query(query, file)
-        path = rejected_build(warehouse) if rejected else warehouse
-        if not path.exists():
-            fail(f"warehouse {path} does not exist; run `progress run` first")
+        lake = lake_config(backend, catalog, data_path)
+        if lake is None and snapshot is not None:
+            raise CommandFailed("--snapshot needs --backend lake", ExitCode.USAGE)
+        if lake is not None and rejected:
+            raise CommandFailed("--rejected reads a build file: use --backend file")
         if limit is None and fmt in ("table", "markdown"):
             limit = SCREEN_ROWS
-        frame = run_query(path, text, limit, timeout)
+        if lake is not None:
+            try:
+                con = lake_sandbox(lake, snapshot)
+            except Exception as exc:  # e.g. the catalog unreachable, an expired snapshot
+                raise CommandFailed(f"cannot open the lake: {one_line(exc)}") from None
+            frame = run_query(None, text, limit, timeout, con=con)
+        else:
+            path = rejected_build(warehouse) if rejected else warehouse
+            if not path.exists():
+                fail(f"warehouse {path} does not exist; run `progress run` first")
+            frame = run_query(path, text, limit, timeout)
     except CommandFailed as exc:
         fail(str(exc), exc.code)
     if frame is None:

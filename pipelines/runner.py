@@ -47,6 +47,7 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     ledger: list[dict] = field(default_factory=list)
     publication: dict = field(default_factory=dict)
+    snapshot: int | None = None  # the lake backend: the snapshot this run published
 
 
 def check_timezone(timezone: str) -> None:
@@ -157,15 +158,20 @@ def run_config(
     as_of: datetime | None = None,
     lock_timeout: float = 600.0,
     verbose: bool = False,
+    lake=None,
 ) -> dict:
-    """Config of the definitions' resources for one run (overrides `.env`'s values)."""
+    """Config of the definitions' resources for one run (overrides `.env`'s values).
+    `lake` (a LakeConfig): publish to the lake (its S3 settings stay in the environment)."""
     settings = {"landing_dir": str(landing), "timezone": timezone}
     if as_of is not None:
         settings["as_of"] = as_of.isoformat(sep=" ")
+    store = {"path": str(warehouse), "lock_timeout_seconds": lock_timeout, "backend": "file"}
+    if lake is not None:
+        store |= {"backend": "lake", "lake_catalog": lake.catalog, "lake_data_path": lake.data_path}
     return {
         "resources": {
             "settings": {"config": settings},
-            "warehouse": {"config": {"path": str(warehouse), "lock_timeout_seconds": lock_timeout}},
+            "warehouse": {"config": store},
             "warehouse_reader": {"config": {"path": str(warehouse)}},
         },
         "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
@@ -179,44 +185,41 @@ def job(name: str):
     return defs.resolve_job_def(name)
 
 
-def _summarize(report: RunReport, warehouse: Path) -> None:
-    import duckdb
-
+def _summarize(report: RunReport, con) -> None:
+    """The summary of the publication just made, from `con` (the file read-only, or the
+    lake at the snapshot the run published)."""
     from pipelines.core.contract import TABLES
     from pipelines.core.warehouse import table_rows
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        report.table_rows.update(table_rows(con))
-        for table in TABLES:
-            rows = con.execute(
-                f"SELECT _reason, count(*) FROM quarantine.{table} GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-            if rows:
-                report.quarantine_reasons[table] = dict(rows)
-        report.refused_files = [
-            r[0]
-            for r in con.execute(
-                "SELECT refused_files FROM raw.ingest_audit WHERE refused_files IS NOT NULL"
-            ).fetchall()
-        ]
-        report.ledger = (
-            con.execute(
-                "SELECT table_name, delivered_rows, used_rows, collapsed_duplicates, "
-                "quarantined_rows FROM raw.ingest_audit ORDER BY table_name"
-            )
-            .pl()
-            .to_dicts()
+    report.table_rows.update(table_rows(con))
+    for table in TABLES:
+        rows = con.execute(
+            f"SELECT _reason, count(*) FROM quarantine.{table} GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        if rows:
+            report.quarantine_reasons[table] = dict(rows)
+    report.refused_files = [
+        r[0]
+        for r in con.execute(
+            "SELECT refused_files FROM raw.ingest_audit WHERE refused_files IS NOT NULL"
+        ).fetchall()
+    ]
+    report.ledger = (
+        con.execute(
+            "SELECT table_name, delivered_rows, used_rows, collapsed_duplicates, "
+            "quarantined_rows FROM raw.ingest_audit ORDER BY table_name"
         )
-        report.publication = (
-            con.execute("SELECT * FROM marts.publication ORDER BY published_at DESC LIMIT 1")
-            .pl()
-            .to_dicts()[0]
-        )
-        report.risk_levels = dict(
-            con.execute(
-                "SELECT risk_level, count(*) FROM marts.lecture_progress GROUP BY 1"
-            ).fetchall()
-        )
+        .pl()
+        .to_dicts()
+    )
+    report.publication = (
+        con.execute("SELECT * FROM marts.publication ORDER BY published_at DESC LIMIT 1")
+        .pl()
+        .to_dicts()[0]
+    )
+    report.risk_levels = dict(
+        con.execute("SELECT risk_level, count(*) FROM marts.lecture_progress GROUP BY 1").fetchall()
+    )
 
 
 def run_pipeline(
@@ -227,11 +230,13 @@ def run_pipeline(
     verbose: bool = False,
     lock_timeout: float = 600.0,
     on_event: Callable[[object], None] | None = None,
+    lake=None,
 ) -> RunReport:
     """Execute `progress_job` once; raise RunFailed (with its exit code) or Interrupted.
 
     `on_event(entry)` receives every Dagster event log entry of the run as it happens (the
-    CLI's progress display)."""
+    CLI's progress display). `lake` (a LakeConfig): the run publishes to the lake (its build
+    stays a private file beside `warehouse`) and the summary is read from its snapshot."""
     instant = (
         as_of
         if isinstance(as_of, datetime) and as_of.tzinfo is None
@@ -244,7 +249,7 @@ def run_pipeline(
     if on_event is not None:
         instance.add_event_listener(run_id, on_event)
     result = job(JOB_NAME).execute_in_process(
-        run_config=run_config(landing, warehouse, timezone, instant, lock_timeout, verbose),
+        run_config=run_config(landing, warehouse, timezone, instant, lock_timeout, verbose, lake),
         instance=instance,
         raise_on_error=False,
         run_id=run_id,
@@ -266,5 +271,17 @@ def run_pipeline(
     aside = stale_log(warehouse, result.run_id)  # a write-ahead log no run wrote, set aside
     if aside is not None:
         report.warnings.append(stale_log_warning(warehouse, aside))
-    _summarize(report, warehouse)
+    if lake is None:
+        import duckdb
+
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            _summarize(report, con)
+        return report
+    from pipelines.core.lake import connect
+    from pipelines.core.lake_run import publication_snapshot
+
+    with connect(lake, read_only=True) as con:
+        report.snapshot = publication_snapshot(con, result.run_id)
+    with connect(lake, snapshot=report.snapshot) as con:
+        _summarize(report, con)
     return report

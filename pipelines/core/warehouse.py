@@ -182,7 +182,8 @@ def table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             f"SELECT count(*) FROM {target(f'{schema}.{table}')}"
         ).fetchone()[0]
         for schema, table in con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"
+            "SELECT schema_name, table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() ORDER BY 1, 2"
         ).fetchall()
     }
 
