@@ -53,9 +53,7 @@ import json
 import os
 import shutil
 import uuid
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +66,7 @@ from filelock import FileLock
 from .paths import UnsafePath, check_output
 from .views import VIEWS
 from .warehouse import literal
+from .write_behind import WriteBehind
 
 # Bump when a column of an exported table or view is added, removed, renamed or retyped.
 SCHEMA_VERSION = 1
@@ -403,22 +402,15 @@ def _write_all(
     # One thread writes an academy's files while this one reads the next academy from DuckDB
     # (both release the GIL): at M the two overlap to use the second core. At most
     # IN_FLIGHT academies wait to be written, so memory stays a few academies' rows.
-    pending: deque[Future] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writer") as pool:
-        try:
-            for name in EXPORTED:  # one table at a time, a few academies of it in memory
-                empty[name], runs = snapshot.stream(name)
-                columns[name], written[name] = empty[name].columns, set()
-                for academy, part in runs:
-                    pending.append(pool.submit(write_part, name, academy, part))
-                    written[name].add(academy)
-                    del part
-                    while len(pending) > IN_FLIGHT:
-                        pending.popleft().result()
-            while pending:
-                pending.popleft().result()
-        finally:  # on a failure, let no write continue into a folder about to be removed
-            pool.shutdown(wait=True, cancel_futures=True)
+    # On a failure no write continues into the folder about to be removed (WriteBehind cancels).
+    with WriteBehind("export-writer", IN_FLIGHT) as behind:
+        for name in EXPORTED:  # one table at a time, a few academies of it in memory
+            empty[name], runs = snapshot.stream(name)
+            columns[name], written[name] = empty[name].columns, set()
+            for academy, part in runs:
+                behind.submit(write_part, name, academy, part)
+                written[name].add(academy)
+                del part
     academies = sorted(set().union(*written.values()))
     for name in EXPORTED:  # every academy gets every file, header-only when it has no row
         for academy in academies:
