@@ -146,3 +146,26 @@ def s3_bucket(s3_server: S3) -> S3:
 
 
 _BUCKETS = itertools.count(1)
+
+
+@pytest.fixture
+def local_lake(postgres: Postgres, tmp_path: Path):
+    """A lake of its own: a fresh catalog database and a data folder."""
+    from pipelines.core import lake
+
+    return lake.LakeConfig(postgres.dsn(postgres.create_database()), str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def s3_lake(postgres: Postgres, s3_bucket: S3):
+    """A lake of its own whose data path is a fresh bucket on moto's S3 server."""
+    from pipelines.core import lake
+
+    return lake.LakeConfig(
+        postgres.dsn(postgres.create_database()),
+        f"s3://{s3_bucket.bucket}/academy",
+        s3_endpoint=f"http://{s3_bucket.endpoint}",
+        s3_key_id=s3_bucket.key,
+        s3_secret=s3_bucket.secret,
+        s3_region=s3_bucket.region,
+    )

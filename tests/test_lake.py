@@ -30,23 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 
 
-@pytest.fixture
-def local_lake(postgres, tmp_path) -> lake.LakeConfig:
-    return lake.LakeConfig(postgres.dsn(postgres.create_database()), str(tmp_path / "lake"))
-
-
-@pytest.fixture
-def s3_lake(postgres, s3_bucket) -> lake.LakeConfig:
-    return lake.LakeConfig(
-        postgres.dsn(postgres.create_database()),
-        f"s3://{s3_bucket.bucket}/academy",
-        s3_endpoint=f"http://{s3_bucket.endpoint}",
-        s3_key_id=s3_bucket.key,
-        s3_secret=s3_bucket.secret,
-        s3_region=s3_bucket.region,
-    )
-
-
 def environment(config: lake.LakeConfig) -> dict[str, str]:
     """The lake as `PROGRESS_LAKE_*` variables for a worker process."""
     values = {

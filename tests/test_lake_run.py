@@ -17,7 +17,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -31,11 +30,6 @@ from tests.conftest import landing_with
 runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 AS_OF = "2026-11-25 23:59:59"
-
-
-@pytest.fixture
-def local_lake(postgres, tmp_path) -> lake.LakeConfig:
-    return lake.LakeConfig(postgres.dsn(postgres.create_database()), str(tmp_path / "lake"))
 
 
 def lake_args(config: lake.LakeConfig) -> list[str]:
@@ -210,7 +204,7 @@ def test_staged_files_are_one_per_bucket_sorted_by_academy(local_lake, tmp_path)
 
 
 def test_the_code_location_publishes_to_s3_from_environment_variables(
-    postgres, s3_bucket, tmp_path, monkeypatch
+    s3_lake, s3_bucket, tmp_path, monkeypatch
 ):
     """The definitions' progress_job, configured only by environment variables (as `dagster
     dev` or a deployment configures it), publishes to a lake whose data path is on S3."""
@@ -218,14 +212,7 @@ def test_the_code_location_publishes_to_s3_from_environment_variables(
 
     from pipelines.definitions import defs
 
-    config = lake.LakeConfig(
-        postgres.dsn(postgres.create_database()),
-        f"s3://{s3_bucket.bucket}/academy",
-        s3_endpoint=f"http://{s3_bucket.endpoint}",
-        s3_key_id=s3_bucket.key,
-        s3_secret=s3_bucket.secret,
-        s3_region=s3_bucket.region,
-    )
+    config = s3_lake
     landing = landing_with(
         tmp_path,
         attendance=["1000,101,online,2026-03-02 10:00"],
