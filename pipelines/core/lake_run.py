@@ -36,7 +36,7 @@ from .bucket_store import read_pairs, read_plan
 from .buckets import DEFAULT_BUCKET_ENROLLMENTS, Bucket, assign_buckets
 from .engine import bucket_plan
 from .publish import PUBLICATION_TABLE, add_hashes, content_hash
-from .warehouse import TableDoc, target
+from .warehouse import BUILDING_PREFIX, TableDoc, target
 
 PUBLISHED_SCHEMAS = ("raw", "quarantine", "marts")
 INTEGER_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT")
@@ -64,7 +64,7 @@ def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [  # a bucketed write's side table is never published (warehouse.building)
         f"{s}.{t}"
         for s, t in rows
-        if f"{s}.{t}" != PUBLICATION_TABLE and not t.startswith("_building_")
+        if f"{s}.{t}" != PUBLICATION_TABLE and not t.startswith(BUILDING_PREFIX)
     ]
 
 
