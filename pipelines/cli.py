@@ -241,12 +241,25 @@ def run(
     backend: BackendOption = "file",
     catalog: CatalogOption = None,
     data_path: DataPathOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="--backend lake: steps run at once (1: in this process; more: Dagster's "
+            "multiprocess executor).",
+        ),
+    ] = 1,
+    steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="--backend lake: steps the academy buckets are cut into."),
+    ] = None,
 ) -> None:
     """Ingest the extracts and publish the marts in one Dagster run (the definitions'
     progress_job), then summarize: publication, risk counts and the day's alerts.
 
-    With --backend lake the run computes the same way in a private build beside --warehouse
-    and publishes every table to the lake in one DuckLake transaction (docs/lake.md)."""
+    With --backend lake the run is the definitions' lake_job: the ingest, then the academy
+    buckets in --steps steps (--workers at once), then one DuckLake transaction publishing
+    every table (docs/lake.md)."""
     from pipelines.exit_codes import CommandFailed
     from pipelines.runner import RunFailed, check_landing, resolve_as_of
 
@@ -265,19 +278,21 @@ def run(
             soft_wrap=True,
         )
     try:
-        from pipelines.runner import run_pipeline
+        from pipelines.runner import run_lake, run_pipeline
 
-        with RunDisplay(total_steps=_job_steps()) as display:
-            report = run_pipeline(
-                landing,
-                warehouse,
-                instant,
-                timezone,
-                logs,
-                lock_timeout,
-                on_event=None if as_json else display,
-                lake=lake,
-            )
+        if lake is not None:
+            report = run_lake(landing, warehouse, instant, timezone, lake, workers, steps, logs)
+        else:
+            with RunDisplay(total_steps=_job_steps()) as display:
+                report = run_pipeline(
+                    landing,
+                    warehouse,
+                    instant,
+                    timezone,
+                    logs,
+                    lock_timeout,
+                    on_event=None if as_json else display,
+                )
     except RunFailed as exc:
         if exc.code == ExitCode.BLOCKED:
             _print_blocked(landing, timezone, str(exc), as_json)

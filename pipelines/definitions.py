@@ -22,7 +22,12 @@ import dagster as dg
 import assets
 import checks
 from pipelines import deploy, jobs, schedules, sensors
-from pipelines.resources import ProgressSettings, WarehouseReader, WarehouseResource
+from pipelines.resources import (
+    LakeResource,
+    ProgressSettings,
+    WarehouseReader,
+    WarehouseResource,
+)
 
 MODULES = [*assets.modules(), *checks.modules(), jobs, schedules, sensors]
 
@@ -43,6 +48,7 @@ def build(environ: Mapping[str, str] = os.environ) -> dg.Definitions:
                 ),
                 "warehouse": WarehouseResource(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
                 "warehouse_reader": WarehouseReader(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
+                "lake": LakeResource(path=dg.EnvVar("PROGRESS_WAREHOUSE")),
             },
             # In-process by default: one process writes the DuckDB file, steps one after
             # another in the run's process.

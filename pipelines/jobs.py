@@ -9,6 +9,7 @@ jobs that select the group without being listed here.
 import dagster as dg
 
 from assets.evaluation import KEY as EVALUATION_KEY
+from pipelines.lake_steps import lake_run_graph
 from pipelines.operations import EXPORTS_GROUP, HISTORY_GROUP, RUN_TAGS
 
 progress_job = dg.define_asset_job(
@@ -69,4 +70,15 @@ evaluation_job = dg.define_asset_job(
     "the config (`progress evaluate --as-of T`), from the raw tables in the warehouse, and "
     "replace marts.rule_evaluation's rows of those instants.",
     run_tags=RUN_TAGS,
+)
+
+
+# The lake backend's run (docs/lake.md): ingest, one step per piece of academy buckets, one
+# publish step; what `progress run --backend lake [--workers N]` runs. Any executor (the
+# definitions' PROGRESS_EXECUTOR) can run its bucket steps at once.
+lake_job = lake_run_graph.to_job(
+    name="lake_job",
+    description="Ingest every extract, compute the marts one piece of academy buckets per "
+    "step, and publish every table to the lake in one DuckLake transaction.",
+    tags={"progress/lake": "publish"},
 )

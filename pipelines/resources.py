@@ -113,6 +113,19 @@ def run_outcome(context: dg.InitResourceContext, warehouse: Path) -> str | None:
     return f"step {unfinished[0]} did not finish; nothing published" if unfinished else None
 
 
+def lake_config(catalog: str = "", data_path: str = ""):
+    """The lake to publish to: `catalog` and `data_path` when given, else the environment's,
+    with the S3 settings of the environment (never stored in run config)."""
+    from pipelines.core.lake import ENV, LakeConfig
+
+    environ = dict(os.environ)
+    if catalog:
+        environ[ENV + "CATALOG"] = catalog
+    if data_path:
+        environ[ENV + "DATA_PATH"] = data_path
+    return LakeConfig.from_env(environ)
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse, written through a staging copy and published atomically, only
     when the run succeeded.
@@ -163,16 +176,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return chosen
 
     def lake_config(self):
-        """The lake to publish to: the catalog and data path of this resource, else of the
-        environment, with the S3 settings of the environment."""
-        from pipelines.core.lake import ENV, LakeConfig
-
-        environ = dict(os.environ)
-        if self.lake_catalog:
-            environ[ENV + "CATALOG"] = self.lake_catalog
-        if self.lake_data_path:
-            environ[ENV + "DATA_PATH"] = self.lake_data_path
-        return LakeConfig.from_env(environ)
+        return lake_config(self.lake_catalog, self.lake_data_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run.run_id if context.run else ""
@@ -306,3 +310,37 @@ class WarehouseReader(dg.ConfigurableResource):
             yield con
         finally:
             con.close()
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The lake run's settings (`lake_job`, pipelines/lake_steps.py): where its private build
+    is made, the lake it publishes to, and into how many steps its buckets are cut.
+
+    Unlike WarehouseResource it holds no state between steps: every step of a lake run may run
+    in its own process (the multiprocess or Kubernetes executor) and reads what it needs from
+    the run's build folder, keyed by the run's root run id (a re-execution finds the build of
+    the run it re-executes)."""
+
+    path: str  # the warehouse file: the builds live beside it, in `<stem>.lake-runs/`
+    lake_catalog: str = ""
+    lake_data_path: str = ""
+    # Steps the buckets are cut into (contiguous buckets per step). A step in its own process
+    # pays the imports (about 3 s measured here), so a few steps per worker, not one per bucket.
+    steps: int = 8
+    duckdb_memory_limit: str = "2GB"
+    duckdb_threads: int = 2
+
+    def lake_config(self):
+        return lake_config(self.lake_catalog, self.lake_data_path)
+
+    @property
+    def warehouse(self) -> Path:
+        return resolve_warehouse(self.path)
+
+    def build_dir(self, root_run_id: str) -> Path:
+        warehouse = self.warehouse
+        return warehouse.with_name(f"{warehouse.stem}.lake-runs") / root_run_id
+
+    @property
+    def duckdb_config(self) -> dict:
+        return {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads}

@@ -12,9 +12,13 @@ resource from its config.)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +28,7 @@ from pipelines.core.landing import LANDING_FILE, LandingFileInvalid, recorded_as
 from pipelines.exit_codes import CommandFailed, ExitCode, Interrupted
 
 JOB_NAME = "progress_job"
+LAKE_JOB_NAME = "lake_job"
 DEFAULT_TIMEZONE = "Asia/Seoul"  # = pipelines.resources.DEFAULT_TIMEZONE (not imported: Dagster)
 # error classes that mean the run was interrupted (Ctrl-C, SIGTERM) rather than failed
 INTERRUPT_ERRORS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "Interrupted"}
@@ -141,6 +146,9 @@ def run_failure(result, warehouse: Path | None = None) -> RunFailed | None:
                 evaluation.description or f"check {evaluation.check_name} failed", ExitCode.BLOCKED
             )
     for _, error in _errors(result):
+        if _root(error).cls_name == "PublicationBlocked":  # the lake run's gate
+            return RunFailed(_root_message(error), ExitCode.BLOCKED)
+    for _, error in _errors(result):
         busy = _root(error).cls_name in ("WriterBusy", "WarehouseHeld")
         message = _root_message(error)
         if warehouse is not None:
@@ -158,16 +166,12 @@ def run_config(
     as_of: datetime | None = None,
     lock_timeout: float = 600.0,
     verbose: bool = False,
-    lake=None,
 ) -> dict:
-    """Config of the definitions' resources for one run (overrides `.env`'s values).
-    `lake` (a LakeConfig): publish to the lake (its S3 settings stay in the environment)."""
+    """Config of the definitions' resources for one run (overrides `.env`'s values)."""
     settings = {"landing_dir": str(landing), "timezone": timezone}
     if as_of is not None:
         settings["as_of"] = as_of.isoformat(sep=" ")
     store = {"path": str(warehouse), "lock_timeout_seconds": lock_timeout, "backend": "file"}
-    if lake is not None:
-        store |= {"backend": "lake", "lake_catalog": lake.catalog, "lake_data_path": lake.data_path}
     return {
         "resources": {
             "settings": {"config": settings},
@@ -222,6 +226,106 @@ def _summarize(report: RunReport, con) -> None:
     )
 
 
+def lake_job(workers: int = 1):
+    """lake_job as the definitions define it, run by the in-process executor (`workers` 1)
+    or by the multiprocess executor with at most `workers` steps at once. Every step process
+    of a multiprocess run rebuilds it by this function (`dg.build_reconstructable_job`)."""
+    from pipelines import deploy
+    from pipelines.definitions import build
+
+    environ = dict(os.environ)
+    environ[deploy.EXECUTOR_ENV] = "multiprocess" if workers > 1 else "in_process"
+    environ[deploy.WORKERS_ENV] = str(workers)
+    return build(environ).resolve_job_def(LAKE_JOB_NAME)
+
+
+@contextmanager
+def _instance_for(workers: int, scratch: Path):
+    """The instance at DAGSTER_HOME; else a throwaway one: in memory for one worker, in a
+    temporary folder (removed after the run) for several, whose processes share it."""
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    elif workers == 1:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix=".dagster-", dir=scratch) as home,
+            dg.DagsterInstance.local_temp(home) as instance,
+        ):
+            yield instance
+
+
+def _discard_run(warehouse: Path, lake, run_id: str) -> None:
+    """After a failed lake run from the CLI (which never re-executes): its build folder and,
+    in a local lake folder, the files it staged (on S3, `progress expire` deletes them)."""
+    from pipelines.core import lake as lake_store
+    from pipelines.resources import LakeResource
+
+    folder = LakeResource(path=str(warehouse)).build_dir(run_id)
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()  # only when no other run's build is there
+    if not lake.on_s3:
+        shutil.rmtree(Path(lake.root) / lake_store.STAGE / run_id, ignore_errors=True)
+
+
+def run_lake(
+    landing: Path,
+    warehouse: Path,
+    instant: datetime,
+    timezone: str,
+    lake,
+    workers: int = 1,
+    steps: int | None = None,
+    verbose: bool = False,
+) -> RunReport:
+    """Execute `lake_job` once (`workers` steps at once) and summarize its publication from
+    the snapshot it made; raise RunFailed (with its exit code) or Interrupted."""
+    import dagster as dg
+
+    config = run_config(landing, warehouse, timezone, instant, verbose=verbose)
+    lake_settings = {"path": str(warehouse), "lake_catalog": lake.catalog}
+    lake_settings["lake_data_path"] = lake.data_path
+    if steps:
+        lake_settings["steps"] = steps
+    config["resources"]["lake"] = {"config": lake_settings}
+    job_ = dg.build_reconstructable_job(
+        "pipelines.runner", "lake_job", reconstructable_args=(workers,)
+    )
+    tags = {
+        "progress/as_of": instant.isoformat(sep=" "),
+        "progress/landing": str(landing),
+        "progress/trigger": "cli",
+        "progress/workers": str(workers),
+    }
+    with _instance_for(workers, warehouse.parent) as instance:
+        result = dg.execute_job(job_, instance, run_config=config, tags=tags)
+        try:
+            failure = run_failure(result, warehouse)
+        except Interrupted:
+            _discard_run(warehouse, lake, result.run_id)
+            raise
+        if failure:
+            _discard_run(warehouse, lake, result.run_id)
+            raise failure
+        report = RunReport(run_id=result.run_id, as_of=instant)
+    from pipelines.core.lake import connect
+    from pipelines.core.lake_run import publication_snapshot
+    from pipelines.resources import LakeResource
+
+    with contextlib.suppress(OSError):  # the builds folder, once no run's build is in it
+        LakeResource(path=str(warehouse)).build_dir("x").parent.rmdir()
+    with connect(lake, read_only=True) as con:
+        report.snapshot = publication_snapshot(con, report.run_id)
+    with connect(lake, snapshot=report.snapshot) as con:
+        _summarize(report, con)
+    return report
+
+
 def run_pipeline(
     landing: Path,
     warehouse: Path,
@@ -230,13 +334,11 @@ def run_pipeline(
     verbose: bool = False,
     lock_timeout: float = 600.0,
     on_event: Callable[[object], None] | None = None,
-    lake=None,
 ) -> RunReport:
     """Execute `progress_job` once; raise RunFailed (with its exit code) or Interrupted.
 
     `on_event(entry)` receives every Dagster event log entry of the run as it happens (the
-    CLI's progress display). `lake` (a LakeConfig): the run publishes to the lake (its build
-    stays a private file beside `warehouse`) and the summary is read from its snapshot."""
+    CLI's progress display). The lake backend runs `lake_job` instead (`run_lake`)."""
     instant = (
         as_of
         if isinstance(as_of, datetime) and as_of.tzinfo is None
@@ -249,7 +351,7 @@ def run_pipeline(
     if on_event is not None:
         instance.add_event_listener(run_id, on_event)
     result = job(JOB_NAME).execute_in_process(
-        run_config=run_config(landing, warehouse, timezone, instant, lock_timeout, verbose, lake),
+        run_config=run_config(landing, warehouse, timezone, instant, lock_timeout, verbose),
         instance=instance,
         raise_on_error=False,
         run_id=run_id,
@@ -271,17 +373,8 @@ def run_pipeline(
     aside = stale_log(warehouse, result.run_id)  # a write-ahead log no run wrote, set aside
     if aside is not None:
         report.warnings.append(stale_log_warning(warehouse, aside))
-    if lake is None:
-        import duckdb
+    import duckdb
 
-        with duckdb.connect(str(warehouse), read_only=True) as con:
-            _summarize(report, con)
-        return report
-    from pipelines.core.lake import connect
-    from pipelines.core.lake_run import publication_snapshot
-
-    with connect(lake, read_only=True) as con:
-        report.snapshot = publication_snapshot(con, result.run_id)
-    with connect(lake, snapshot=report.snapshot) as con:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         _summarize(report, con)
     return report

@@ -58,3 +58,34 @@ def refused_message(refused: str) -> str:
     """A refused file as the run's cause: `<file>: refused (<reason>)` (several: `; `-joined,
     as `raw.ingest_audit.refused_files` records them)."""
     return refused
+
+
+class PublicationBlocked(Exception):
+    """The gate (or a schema or an invariant) stopped the run: nothing is published."""
+
+
+def ingest_causes(results) -> list[str]:
+    """Why a set of ingests (`ingest.TableIngest`, in contract order) blocks the run, first
+    cause first: a refused file, a table over the quarantine gate, raw rows breaking their
+    schema. Empty when the run may publish. (The file backend's asset checks say the same,
+    one check per table: checks/extract_checks.py.)"""
+    causes = []
+    for result in results:
+        if result.refused:
+            causes.append(refused_message("; ".join(str(r) for r in result.refused)))
+        if blocks(result.quarantined, result.delivered):
+            reason = file = None
+            if result.quarantined:
+                top = (
+                    result.quarantine.group_by("_reason", "_source_file")
+                    .len()
+                    .sort(["len", "_reason", "_source_file"], descending=[True, False, False])
+                    .row(0, named=True)
+                )
+                reason, file = top["_reason"], top["_source_file"]
+            causes.append(
+                blocked_message(result.table, result.quarantined, result.delivered, reason, file)
+            )
+        if result.raw_failure:
+            causes.append(f"raw.{result.table} breaks its schema: {result.raw_failure}")
+    return causes

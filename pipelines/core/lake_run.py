@@ -174,24 +174,19 @@ def stage_build(
     return staged, rows, hashes, schemas
 
 
-def publish_build(
-    build: Path,
+def register(
     config: lake.LakeConfig,
+    staged: dict[str, list[str]],
+    rows: dict[str, int],
+    hashes: dict[str, str],
+    schemas: dict[str, pl.Schema],
+    docs: dict[str, TableDoc],
     run_id: str,
     as_of: datetime | None,
     marts_refreshed: bool = True,
-    target_enrollments: int = DEFAULT_BUCKET_ENROLLMENTS,
 ) -> LakePublication:
-    """Stage the tables of the build file `build` and publish them to the lake in one
-    transaction. Raises lake.PublicationConflict when another publisher committed first
-    (nothing of this run is then published)."""
-    with duckdb.connect(str(build)) as con:
-        tables = published_tables(con)
-        docs = table_docs(con, tables)
-        plan = read_plan(con)  # the plan the run's ingest and marts used
-        if plan is None:
-            plan = bucket_plan(con, target_enrollments) if "raw.enrollments" in tables else []
-        staged, rows, hashes, schemas = stage_build(con, config, run_id, tables, plan)
+    """Create the missing lake tables and register every staged file in ONE `lake.publish`
+    transaction, with the `marts.publication` row and the snapshot's commit message."""
     writer = lake.connect(config)
     try:
         lake.ensure_schema(writer, schemas, docs)
@@ -210,6 +205,27 @@ def publish_build(
         writer.close()
     files = sum(len(f) for f in staged.values())
     return LakePublication(snapshot, run_id, files, rows, hashes)
+
+
+def publish_build(
+    build: Path,
+    config: lake.LakeConfig,
+    run_id: str,
+    as_of: datetime | None,
+    marts_refreshed: bool = True,
+    target_enrollments: int = DEFAULT_BUCKET_ENROLLMENTS,
+) -> LakePublication:
+    """Stage the tables of the build file `build` and publish them to the lake in one
+    transaction. Raises lake.PublicationConflict when another publisher committed first
+    (nothing of this run is then published)."""
+    with duckdb.connect(str(build)) as con:
+        tables = published_tables(con)
+        docs = table_docs(con, tables)
+        plan = read_plan(con)  # the plan the run's ingest and marts used
+        if plan is None:
+            plan = bucket_plan(con, target_enrollments) if "raw.enrollments" in tables else []
+        staged, rows, hashes, schemas = stage_build(con, config, run_id, tables, plan)
+    return register(config, staged, rows, hashes, schemas, docs, run_id, as_of, marts_refreshed)
 
 
 def publication_snapshot(con: duckdb.DuckDBPyConnection, run_id: str) -> int | None:

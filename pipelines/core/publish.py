@@ -238,11 +238,12 @@ def discard_staging(warehouse: Path) -> None:
     _remove(staging_path(warehouse))
 
 
-def reject(warehouse: Path, run_id: str, cause: str) -> Path | None:
+def reject(warehouse: Path, run_id: str, cause: str, build: Path | None = None) -> Path | None:
     """Keep this run's build for inspection instead of publishing it: rename the staging file
-    to the rejected build (replacing an older one) and record why in `marts.rejection`."""
+    (or `build`, a lake run's own build file) to the rejected build (replacing an older one)
+    and record why in `marts.rejection`."""
     warehouse = resolve_warehouse(warehouse)
-    staging, rejected = staging_path(warehouse), rejected_path(warehouse)
+    staging, rejected = build or staging_path(warehouse), rejected_path(warehouse)
     if not staging.exists():
         return None
     _remove(rejected)
