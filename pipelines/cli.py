@@ -253,6 +253,14 @@ def run(
         int | None,
         typer.Option(min=1, help="--backend lake: steps the academy buckets are cut into."),
     ] = None,
+    history_date: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--history-date",
+            help="--backend lake: also publish this date's daily history (YYYY-MM-DD, "
+            "repeatable; the date's rows are replaced, other dates kept).",
+        ),
+    ] = None,
 ) -> None:
     """Ingest the extracts and publish the marts in one Dagster run (the definitions'
     progress_job), then summarize: publication, risk counts and the day's alerts.
@@ -281,7 +289,9 @@ def run(
         from pipelines.runner import run_lake, run_pipeline
 
         if lake is not None:
-            report = run_lake(landing, warehouse, instant, timezone, lake, workers, steps, logs)
+            report = run_lake(
+                landing, warehouse, instant, timezone, lake, workers, steps, logs, history_date
+            )
         else:
             with RunDisplay(total_steps=_job_steps()) as display:
                 report = run_pipeline(

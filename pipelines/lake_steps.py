@@ -18,7 +18,7 @@ their own staged files, then publishes.
 """
 
 import shutil
-from datetime import datetime
+from datetime import date, datetime
 
 import dagster as dg
 import duckdb
@@ -35,16 +35,30 @@ from pipelines.core.evaluation import (
     sweep_pairs,
 )
 from pipelines.core.gate import PublicationBlocked, ingest_causes
+from pipelines.core.history import AS_OF_DATE, HISTORY_TABLES
+from pipelines.core.history_schemas import HISTORY_MODELS
 from pipelines.core.labels import dim_labels
 from pipelines.core.marts import PROGRESS_MARTS
-from pipelines.core.schemas import MART_MODELS, RuleEvaluation
+from pipelines.core.schemas import MART_MODELS, RuleEvaluation, validate
 from pipelines.core.warehouse import document_table, read_table, replace_tables, table_exists
 from pipelines.metadata import table_doc
 from pipelines.pandera_checks import schema_failure
 from pipelines.resources import LakeResource, ProgressSettings
 
 BUILD = "build.duckdb"
-STREAKS = "streaks"
+
+
+class LakeRunConfig(dg.Config):
+    """History dates (YYYY-MM-DD) the run also publishes: lecture_progress_daily, the daily
+    risk summary and the alerts of each date, as of its end; none: only the current marts.
+    A date's rows in the lake are replaced, other dates are kept (the schedule gives
+    yesterday)."""
+
+    history_dates: list[str] = []
+
+
+def _validate_history(name: str, frame: pl.DataFrame) -> None:
+    validate(HISTORY_MODELS[name], frame)
 
 
 def _root(context) -> str:
@@ -62,9 +76,15 @@ def _block(context, lake: LakeResource, cause: str) -> None:
 
 
 @dg.op(out=dg.DynamicOut(dict), tags={"kind": "duckdb"})
-def lake_prepare(context: dg.OpExecutionContext, settings: ProgressSettings, lake: LakeResource):
+def lake_prepare(
+    context: dg.OpExecutionContext,
+    config: LakeRunConfig,
+    settings: ProgressSettings,
+    lake: LakeResource,
+):
     """Ingest every extract into the run's build; gate; hand out the pieces of the plan."""
     lake.lake_config()  # a missing lake setting fails the run before anything is computed
+    days = sorted({date.fromisoformat(d).isoformat() for d in config.history_dates})
     as_of = settings.as_of_instant()  # fixed once: every step computes as of this instant
     folder = lake.build_dir(_root(context))
     shutil.rmtree(folder, ignore_errors=True)
@@ -106,7 +126,7 @@ def lake_prepare(context: dg.OpExecutionContext, settings: ProgressSettings, lak
     context.log.info(f"{len(plan)} academy bucket(s) in {len(cut)} step(s), as of {as_of}")
     for buckets in cut:
         yield dg.DynamicOutput(
-            {"buckets": buckets, "as_of": as_of.isoformat(sep=" ")},
+            {"buckets": buckets, "as_of": as_of.isoformat(sep=" "), "days": days},
             mapping_key=f"b{buckets[0]:04d}",
         )
 
@@ -130,8 +150,10 @@ def lake_bucket(
         settings.thresholds,
         check_bucket,
         max(map(max, sweep_pairs(settings.thresholds))),
-        folder / STREAKS,
+        folder,
         lake.duckdb_config,
+        [date.fromisoformat(d) for d in piece.get("days", [])],
+        _validate_history,
     )
     if done.failures:
         raise dg.Failure(
@@ -147,12 +169,10 @@ def lake_bucket(
 
 def _evaluation(con, total: fanout.Piece, as_of, settings) -> pl.DataFrame:
     """marts.rule_evaluation as of the run's instant, from the streaks the steps kept."""
-    if not table_exists(con, "raw.outcomes"):
+    outcomes = read_table(con, "raw.outcomes") if table_exists(con, "raw.outcomes") else None
+    kept = fanout.kept_frame(total, "streaks")
+    if outcomes is None or outcomes.is_empty() or kept is None:
         return pl.DataFrame(schema=RULE_EVALUATION_SCHEMA)
-    outcomes = read_table(con, "raw.outcomes")
-    if outcomes.is_empty():
-        return pl.DataFrame(schema=RULE_EVALUATION_SCHEMA)
-    kept = pl.concat([pl.read_parquet(path) for path in sorted(total.streaks)])
     return evaluate_streaks(kept, outcomes, as_of, sweep_pairs(settings.thresholds))
 
 
@@ -184,11 +204,28 @@ def lake_publish(
         rest = [t for t in everything if t not in total.rows]
         staged, rows, hashes, schemas = lake_run.stage_build(con, config, root, rest, [])
     docs |= {f"marts.{name}": table_doc(MART_MODELS[name]) for name in PROGRESS_MARTS}
-    staged |= total.files
-    rows |= total.rows
-    hashes |= total.hashes
-    schemas |= total.schemas
-    done = lake_run.register(config, staged, rows, hashes, schemas, docs, context.run.run_id, as_of)
+    history = fanout.Piece(total.buckets)  # the history tables computed here, each one file
+    for name, frame in fanout.history_rest(total, _validate_history).items():
+        fanout.stage_frame(history, config, root, f"marts.{name}", 0, frame)
+    replace_where = {}
+    if total.days:  # only the run's dates are replaced: other dates stay as published
+        docs |= {f"marts.{n}": table_doc(HISTORY_MODELS[n]) for n in HISTORY_TABLES}
+        dates = ", ".join("?" for _ in total.days)
+        replace_where = {
+            f"marts.{n}": (
+                f"{AS_OF_DATE} IN ({dates})",
+                [date.fromisoformat(d) for d in total.days],
+            )
+            for n in HISTORY_TABLES
+        }
+    for part in (total, history):
+        staged |= part.files
+        rows |= part.rows
+        hashes |= part.hashes
+        schemas |= part.schemas
+    done = lake_run.register(
+        config, staged, rows, hashes, schemas, docs, context.run.run_id, as_of, True, replace_where
+    )
     shutil.rmtree(folder, ignore_errors=True)
     context.log.info(
         f"published run {context.run.run_id} to the lake: snapshot {done.snapshot}, "

@@ -282,9 +282,11 @@ def run_lake(
     workers: int = 1,
     steps: int | None = None,
     verbose: bool = False,
+    history_dates: list[str] | None = None,
 ) -> RunReport:
-    """Execute `lake_job` once (`workers` steps at once) and summarize its publication from
-    the snapshot it made; raise RunFailed (with its exit code) or Interrupted."""
+    """Execute `lake_job` once (`workers` steps at once; with `history_dates`, those dates
+    of the daily history too) and summarize its publication from the snapshot it made; raise
+    RunFailed (with its exit code) or Interrupted."""
     import dagster as dg
 
     config = run_config(landing, warehouse, timezone, instant, verbose=verbose)
@@ -293,6 +295,8 @@ def run_lake(
     if steps:
         lake_settings["steps"] = steps
     config["resources"]["lake"] = {"config": lake_settings}
+    if history_dates:
+        config["ops"] = {"lake_prepare": {"config": {"history_dates": list(history_dates)}}}
     job_ = dg.build_reconstructable_job(
         "pipelines.runner", "lake_job", reconstructable_args=(workers,)
     )

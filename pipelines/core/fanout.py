@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -37,8 +37,16 @@ import polars as pl
 from . import lake
 from .bucket_store import read_bucket, read_plan
 from .buckets import Bucket
-from .engine import REFERENCE_TABLES, _only, read_inputs, risk_distribution
+from .engine import (
+    _SUMMARY_INPUT,
+    REFERENCE_TABLES,
+    _only,
+    bucket_history,
+    read_inputs,
+    risk_distribution,
+)
 from .evaluation import streak_summary
+from .history import AS_OF_DATE, risk_daily_summary
 from .ingest import BUCKETED_TABLES
 from .marts import (
     LEVELS,
@@ -58,6 +66,10 @@ EMPTY_HASH = content_hash(pl.DataFrame())
 # A bucket's marts -> ({mart: schema failure}, {mart: [invariant violations]}), given by the
 # caller (Pandera lives in the Dagster layer).
 Check = Callable[[dict[str, pl.DataFrame], int], tuple[dict[str, str], dict[str, list[str]]]]
+# (history table, frame) -> raises when the frame breaks its schema
+Validate = Callable[[str, pl.DataFrame], object]
+# Beside the build: what a bucket step keeps for the publish step (not published as such).
+KEPT = {"streaks": "streaks", "narrow": "history-narrow", "alerts": "history-alerts"}
 
 
 @dataclass
@@ -66,6 +78,7 @@ class Piece:
 
     buckets: list[int]
     as_of: str = ""  # the run's instant, as the prepare step fixed it
+    days: list[str] = field(default_factory=list)  # history dates of the run (ISO)
     files: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
@@ -73,7 +86,9 @@ class Piece:
     failures: dict[str, str] = field(default_factory=dict)
     violations: dict[str, list[str]] = field(default_factory=dict)
     risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
-    streaks: list[str] = field(default_factory=list)  # staged streak summaries (build folder)
+    # files kept beside the build for the publish step: streak summaries (the rule
+    # evaluation), the history's narrow summary inputs and its alerts, one per bucket
+    kept: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -100,9 +115,10 @@ def lake_frame(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(text).cast(pl.String)) if text else frame
 
 
-def _stage(
+def stage_frame(
     piece: Piece, config: lake.LakeConfig, stage_id: str, table: str, index: int, frame
 ) -> None:
+    """Stage `frame` as bucket `index` of `table` and count it into `piece`."""
     frame = lake_frame(frame)
     piece.schemas.setdefault(table, dict(frame.schema))
     piece.rows[table] = piece.rows.get(table, 0) + frame.height
@@ -113,6 +129,37 @@ def _stage(
     lake.write_staged(frame, path, config)
     piece.files.setdefault(table, []).append(path)
     piece.hashes[table] = add_hashes(piece.hashes[table], content_hash(frame))
+
+
+def _keep(piece: Piece, folder: Path, kind: str, index: int, frame: pl.DataFrame) -> None:
+    """Keep a bucket's frame beside the build for the publish step (a retried step
+    overwrites its own file)."""
+    path = folder / KEPT[kind] / f"bucket={index:04d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path)
+    piece.kept.setdefault(kind, []).append(str(path))
+
+
+def kept_frame(total: Piece, kind: str) -> pl.DataFrame | None:
+    """The kept frames of one kind, every bucket's, in bucket order (None when none)."""
+    paths = sorted(total.kept.get(kind, []))
+    return pl.concat([pl.read_parquet(p) for p in paths]) if paths else None
+
+
+def history_rest(total: Piece, validate: Validate | None) -> dict[str, pl.DataFrame]:
+    """The history tables the publish step computes from the kept bucket files: the daily
+    risk summary (a lecture of a split academy spans buckets) and the alerts, validated."""
+    narrow, alerts = kept_frame(total, "narrow"), kept_frame(total, "alerts")
+    if narrow is None or alerts is None:
+        return {}
+    frames = {
+        "risk_daily_summary": risk_daily_summary(narrow.sort(AS_OF_DATE, E)),
+        "risk_alerts": alerts.sort(AS_OF_DATE, E),
+    }
+    for name, frame in frames.items():
+        if validate is not None:
+            validate(name, frame)
+    return frames
 
 
 def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
@@ -130,15 +177,20 @@ def stage_piece(
     thresholds: RiskThresholds,
     check: Check,
     max_streak: int,
-    streak_dir: Path,
+    folder: Path,
     duckdb_config: dict | None = None,
+    days: Sequence[date] = (),
+    validate: Validate | None = None,
 ) -> Piece:
     """One bucket step: the marts of `buckets` (indices of the build's plan) as of `as_of`,
-    checked, and staged with the buckets' raw rows. A bucket whose marts break their schema
-    stops the piece (`failures` set, nothing more staged); violations are collected."""
+    checked, and staged with the buckets' raw rows; with `days`, also the buckets' daily
+    history of those dates (lecture_progress_daily staged; its summary inputs and alerts kept
+    in `folder` for the publish step). A bucket whose marts break their schema stops the piece
+    (`failures` set, nothing more staged); violations are collected."""
     piece = Piece(
         list(buckets),
         as_of.isoformat(sep=" "),
+        [d.isoformat() for d in days],
         seconds=dict.fromkeys(("read", "compute", "stage"), 0.0),
     )
     with duckdb.connect(str(build), read_only=True, config=duckdb_config or {}) as con:
@@ -172,15 +224,22 @@ def stage_piece(
                         _only(inputs, ids),
                         max_streak,
                     )
-                    streak_dir.mkdir(parents=True, exist_ok=True)
-                    kept = streak_dir / f"bucket={index:04d}.parquet"
-                    summary.write_parquet(kept)
-                    piece.streaks.append(str(kept))
-            del streaks, inputs
+                    _keep(piece, folder, "streaks", index, summary)
+            del streaks
+            if days:
+                progress, alerts = bucket_history(inputs, days, thresholds)
+                if validate is not None:
+                    validate("lecture_progress_daily", progress)
+                _keep(piece, folder, "narrow", index, progress.select(_SUMMARY_INPUT))
+                _keep(piece, folder, "alerts", index, alerts)
+                table = "marts.lecture_progress_daily"
+                stage_frame(piece, config, stage_id, table, index, _sorted(progress))
+                del progress, alerts
+            del inputs
             started, now = now, time.perf_counter()
             piece.seconds["compute"] += now - started
             for name in PROGRESS_MARTS:
-                _stage(piece, config, stage_id, f"marts.{name}", index, _sorted(marts[name]))
+                stage_frame(piece, config, stage_id, f"marts.{name}", index, _sorted(marts[name]))
             del marts
             for table in raw_tables:
                 frame = (
@@ -188,14 +247,15 @@ def stage_piece(
                     if bucket is not None
                     else read_table(con, f"raw.{table}")
                 )
-                _stage(piece, config, stage_id, f"raw.{table}", index, _sorted(frame))
+                stage_frame(piece, config, stage_id, f"raw.{table}", index, _sorted(frame))
             piece.seconds["stage"] += time.perf_counter() - now
     return piece
 
 
 def merge(parts: Sequence[Piece]) -> Piece:
     """The pieces summed: files, rows and hashes per table, failures, violations, risk."""
-    total = Piece(sorted(b for p in parts for b in p.buckets), parts[0].as_of if parts else "")
+    first = parts[0] if parts else Piece([])
+    total = Piece(sorted(b for p in parts for b in p.buckets), first.as_of, first.days)
     for part in sorted(parts, key=lambda p: p.buckets):
         for table, files in part.files.items():
             total.files.setdefault(table, []).extend(files)
@@ -210,7 +270,8 @@ def merge(parts: Sequence[Piece]) -> Piece:
             total.violations.setdefault(name, []).extend(found)
         for level, count in part.risk.items():
             total.risk[level] = total.risk.get(level, 0) + count
-        total.streaks += part.streaks
+        for kind, paths in part.kept.items():
+            total.kept.setdefault(kind, []).extend(paths)
         for phase, seconds in part.seconds.items():
             total.seconds[phase] = total.seconds.get(phase, 0.0) + seconds
     return total

@@ -256,11 +256,14 @@ def publish(
     docs: Mapping[str, TableDoc] | None,
     publication_row: Mapping[str, Any],
     message: str,
+    replace_where: Mapping[str, tuple[str, Sequence[Any]]] | None = None,
 ) -> int:
     """Replace every table of `staged` (`schema.table` -> its staged files) by its files, in
     ONE DuckLake transaction with the docs, the `marts.publication` row and the snapshot's
-    commit message: readers see the previous publication or this one, whole. Returns the new
-    snapshot id. Raises PublicationConflict when another publisher committed first."""
+    commit message: readers see the previous publication or this one, whole. A table in
+    `replace_where` (-> SQL condition, parameters) loses only the rows matching it (a history
+    date: its files, whole). Returns the new snapshot id. Raises PublicationConflict when
+    another publisher committed first."""
     docs = docs or {}
     row = dict(publication_row)
     row.setdefault("published_at", datetime.now(UTC).replace(tzinfo=None))
@@ -270,7 +273,8 @@ def publish(
             for qualified, files in staged.items():
                 schema, table = qualified.split(".")
                 # Whole files end: metadata only, no delete file written (design notes, row 5).
-                con.execute(f"DELETE FROM {target(qualified)}")
+                where, params = (replace_where or {}).get(qualified, ("true", []))
+                con.execute(f"DELETE FROM {target(qualified)} WHERE {where}", list(params))
                 for path in files:
                     con.execute(
                         "CALL ducklake_add_data_files(?, ?, ?, schema => ?)",

@@ -184,9 +184,11 @@ def register(
     run_id: str,
     as_of: datetime | None,
     marts_refreshed: bool = True,
+    replace_where: dict[str, tuple[str, list]] | None = None,
 ) -> LakePublication:
     """Create the missing lake tables and register every staged file in ONE `lake.publish`
-    transaction, with the `marts.publication` row and the snapshot's commit message."""
+    transaction, with the `marts.publication` row and the snapshot's commit message
+    (`replace_where`: tables of which only some rows are replaced, see `lake.publish`)."""
     writer = lake.connect(config)
     try:
         lake.ensure_schema(writer, schemas, docs)
@@ -198,9 +200,8 @@ def register(
             "content_hashes": json.dumps(hashes, sort_keys=True),
         }
         as_of_text = as_of.isoformat(sep=" ") if as_of else "-"
-        snapshot = lake.publish(
-            writer, staged, docs, row, f"progress run {run_id} as of {as_of_text}"
-        )
+        message = f"progress run {run_id} as of {as_of_text}"
+        snapshot = lake.publish(writer, staged, docs, row, message, replace_where)
     finally:
         writer.close()
     files = sum(len(f) for f in staged.values())
