@@ -202,7 +202,7 @@ def lake_publish(
         everything = lake_run.published_tables(con)
         docs = lake_run.table_docs(con, everything)
         rest = [t for t in everything if t not in total.rows]
-        staged, rows, hashes, schemas = lake_run.stage_build(con, config, root, rest, [])
+        staged, rows, hashes, schemas = lake_run.stage_whole(con, config, root, rest)
     docs |= {f"marts.{name}": table_doc(MART_MODELS[name]) for name in PROGRESS_MARTS}
     history = fanout.Piece(total.buckets)  # the history tables computed here, each one file
     for name, frame in fanout.history_rest(total, _validate_history).items():

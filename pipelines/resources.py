@@ -18,10 +18,9 @@ from pipelines.core import publish
 from pipelines.core.buckets import DEFAULT_BUCKET_ENROLLMENTS
 from pipelines.core.marts import RiskThresholds
 from pipelines.core.parse import parse_instant
-from pipelines.core.paths import rejected_path, resolve_warehouse
+from pipelines.core.paths import resolve_warehouse
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
-BACKENDS = ("file", "lake")
 BACKEND_ENV = "PROGRESS_BACKEND"
 # Dagster concurrency pool of every asset that writes the warehouse (see dagster.yaml).
 WAREHOUSE_POOL = "warehouse"
@@ -144,13 +143,6 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     lock_timeout_seconds: float = 600.0
-    # `file` (publish the DuckDB file by rename) or `lake` (publish the build to DuckLake,
-    # pipelines/core/lake_run.py). Empty: $PROGRESS_BACKEND, else `file`. The lake's catalog
-    # and data path, empty: $PROGRESS_LAKE_CATALOG / $PROGRESS_LAKE_DATA_PATH; its S3
-    # settings always come from the PROGRESS_LAKE_S3_* variables (never stored in run config).
-    backend: str = ""
-    lake_catalog: str = ""
-    lake_data_path: str = ""
     # DuckDB inside a run, set deliberately rather than left at "80% of RAM, every core": the
     # heavy lifting is in Polars, whose frames share the machine with DuckDB's buffer pool;
     # past the limit DuckDB spills to `<warehouse>.building.tmp/`, beside the file it writes.
@@ -164,35 +156,17 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def published(self) -> Path:
-        """The real warehouse file (symlinks resolved before any companion path is derived).
-        With the lake backend, only where the run's build, lock and rejected build live."""
+        """The real warehouse file (symlinks resolved before any companion path is derived)."""
         return resolve_warehouse(self.path)
-
-    @property
-    def chosen_backend(self) -> str:
-        chosen = (self.backend or os.environ.get(BACKEND_ENV, "") or "file").strip()
-        if chosen not in BACKENDS:
-            raise ValueError(f"backend must be file or lake, not {chosen!r}")
-        return chosen
-
-    def lake_config(self):
-        return lake_config(self.lake_catalog, self.lake_data_path)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run.run_id if context.run else ""
-        on_lake = self.chosen_backend == "lake"
-        if on_lake:
-            self.lake_config()  # a missing setting fails the run before it computes anything
         self._lock = publish.writer_lock(self.published, self.lock_timeout_seconds)
         if context.log:
             context.log.info(f"waiting for the writer lock of {self.published}")
         publish.acquire(self._lock, self.published, self.lock_timeout_seconds)
         try:
-            if on_lake:  # a fresh build: the lake, not a local file, holds the publication
-                publish.discard_staging(self.published)
-                aside = None
-            else:
-                aside = publish.begin_staging(self.published, self._run_id)
+            aside = publish.begin_staging(self.published, self._run_id)
         except BaseException:
             self._lock.release()
             raise
@@ -217,10 +191,7 @@ class WarehouseResource(dg.ConfigurableResource):
             if cause is None and self._wrote:
                 marts = self._marts or publish.Publication(self._run_id, None, False, {})
                 try:
-                    if self.chosen_backend == "lake":
-                        self._publish_lake(context, marts)
-                    else:
-                        publish.publish(self.published, marts, self._run_id)
+                    publish.publish(self.published, marts, self._run_id)
                 except Exception as exc:  # the published file is untouched: keep the build
                     lines = str(exc).strip().splitlines() or [type(exc).__name__]
                     publish.reject(self.published, self._run_id, lines[0])
@@ -236,26 +207,6 @@ class WarehouseResource(dg.ConfigurableResource):
         finally:
             if self._lock is not None:
                 self._lock.release()
-
-    def _publish_lake(self, context: dg.InitResourceContext, marts: publish.Publication) -> None:
-        """The lake backend's publish step: the build staged per academy bucket and
-        registered in one DuckLake transaction; then the build is discarded."""
-        from pipelines.core.lake_run import publish_build
-
-        done = publish_build(
-            publish.staging_path(self.published),
-            self.lake_config(),
-            self._run_id,
-            marts.as_of,
-            marts.marts_refreshed,
-        )
-        if context.log:
-            context.log.info(
-                f"published run {self._run_id} to the lake: snapshot {done.snapshot}, "
-                f"{done.files} files"
-            )
-        publish.discard_staging(self.published)
-        rejected_path(self.published).unlink(missing_ok=True)  # older than this publication
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(

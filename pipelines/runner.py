@@ -171,7 +171,7 @@ def run_config(
     settings = {"landing_dir": str(landing), "timezone": timezone}
     if as_of is not None:
         settings["as_of"] = as_of.isoformat(sep=" ")
-    store = {"path": str(warehouse), "lock_timeout_seconds": lock_timeout, "backend": "file"}
+    store = {"path": str(warehouse), "lock_timeout_seconds": lock_timeout}
     return {
         "resources": {
             "settings": {"config": settings},
@@ -283,6 +283,7 @@ def run_lake(
     steps: int | None = None,
     verbose: bool = False,
     history_dates: list[str] | None = None,
+    bucket_enrollments: int | None = None,
 ) -> RunReport:
     """Execute `lake_job` once (`workers` steps at once; with `history_dates`, those dates
     of the daily history too) and summarize its publication from the snapshot it made; raise
@@ -295,6 +296,8 @@ def run_lake(
     if steps:
         lake_settings["steps"] = steps
     config["resources"]["lake"] = {"config": lake_settings}
+    if bucket_enrollments:  # the engine's bucket size (tests cut a small extract in several)
+        config["resources"]["settings"]["config"]["bucket_enrollments"] = bucket_enrollments
     if history_dates:
         config["ops"] = {"lake_prepare": {"config": {"history_dates": list(history_dates)}}}
     job_ = dg.build_reconstructable_job(

@@ -15,7 +15,8 @@ import dagster as dg
 
 import assets
 from assets.history import HISTORY_KEYS, HISTORY_START, HISTORY_TIMEZONE
-from pipelines.jobs import daily_job
+from pipelines.jobs import daily_job, lake_job
+from pipelines.resources import BACKEND_ENV
 from pipelines.timing import CRON_ENV, DEFAULT_CRON
 
 
@@ -33,13 +34,24 @@ def current_asset_keys() -> list[dg.AssetKey]:
     return [key for asset in assets.core_assets for key in asset.keys if key not in history]
 
 
+def on_lake() -> bool:
+    """PROGRESS_BACKEND=lake in the code location's environment: the daily runs are lake_job
+    runs (docs/lake.md), read when the definitions load."""
+    return os.environ.get(BACKEND_ENV, "").strip() == "lake"
+
+
 def daily_run_request(
     when: datetime, run_key: str, trigger: str, extra_tags: dict[str, str] | None = None
 ) -> dg.RunRequest:
     """One run of daily_job: the current marts, plus yesterday's history partition (only the
-    current marts on the first day, when yesterday is before the first partition)."""
+    current marts on the first day, when yesterday is before the first partition). On the
+    lake backend, one run of lake_job with yesterday as its history date."""
     tags = {"progress/trigger": trigger, **(extra_tags or {})}
     partition = previous_day_partition(when)
+    if on_lake():
+        dates = [partition] if partition else []
+        config = {"ops": {"lake_prepare": {"config": {"history_dates": dates}}}}
+        return dg.RunRequest(run_key=run_key, tags=tags, job_name=lake_job.name, run_config=config)
     if partition is None:
         return dg.RunRequest(run_key=run_key, tags=tags, asset_selection=current_asset_keys())
     return dg.RunRequest(run_key=run_key, partition_key=partition, tags=tags)
@@ -51,7 +63,7 @@ def build_daily_schedule(cron: str | None = None) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="daily_schedule",
         cron_schedule=cron,
-        job=daily_job,
+        job=lake_job if on_lake() else daily_job,
         execution_timezone=HISTORY_TIMEZONE,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=(

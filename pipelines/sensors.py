@@ -28,7 +28,7 @@ import dagster as dg
 from assets.history import HISTORY_TIMEZONE
 from pipelines.core.contract import TABLES
 from pipelines.core.extracts import find_files
-from pipelines.jobs import daily_job, exports_job, progress_job
+from pipelines.jobs import daily_job, exports_job, lake_job, progress_job
 from pipelines.resources import ProgressSettings
 from pipelines.schedules import daily_run_request
 
@@ -73,7 +73,7 @@ def _now() -> datetime:
 
 @dg.sensor(
     name="landing_sensor",
-    job=daily_job,
+    jobs=[daily_job, lake_job],
     minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
     # Stopped until an operator starts it (Automation page): starting `dagster dev` must not
     # republish the warehouse from whatever folder `.env` points at.

@@ -12,7 +12,6 @@ folder or moto's S3 server. No mocks.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -179,20 +178,25 @@ def test_a_blocked_lake_run_publishes_nothing(local_lake, tmp_path):
 
 
 def test_staged_files_are_one_per_bucket_sorted_by_academy(local_lake, tmp_path):
-    """publish_build with several buckets: one file per bucket per split table, each sorted
-    by academy and holding only its bucket's academies; the content equal to the build's."""
+    """lake_job with several buckets in several steps: one file per bucket per split table,
+    each sorted by academy and holding only its bucket's academies; the content equal to the
+    file backend's."""
+    from datetime import datetime
+
+    from pipelines.runner import run_lake
+
     on_file = run(SAMPLE, tmp_path / "file.duckdb")
     assert on_file.exit_code == 0, on_file.output
-    build = tmp_path / "build.duckdb"
-    shutil.copy(tmp_path / "file.duckdb", build)
-    with duckdb.connect(str(build)) as con:
-        con.execute("DROP TABLE engine.bucket_plan")  # re-plan with 60 enrollments a bucket
-    done = lake_run.publish_build(build, local_lake, "multi", None, target_enrollments=60)
-    same = file_hashes(tmp_path / "file.duckdb", comparable=False)  # the same build
-    assert lake_hashes(local_lake, comparable=False) == same == done.hashes
-    staged = Path(local_lake.root) / "_stage" / "multi"
+    as_of = datetime.fromisoformat(AS_OF)
+    report = run_lake(
+        SAMPLE, tmp_path / "build.duckdb", as_of, "Asia/Seoul", local_lake, steps=3,
+        bucket_enrollments=60,
+    )  # fmt: skip
+    assert lake_hashes(local_lake) == file_hashes(tmp_path / "file.duckdb")
+    staged = Path(local_lake.root) / "_stage" / report.run_id
     progress = sorted((staged / "marts.lecture_progress").glob("*.parquet"))
     assert len(progress) >= 5  # 300 enrollments, 60 a bucket
+    assert len(list((staged / "raw.attendance").glob("*.parquet"))) == len(progress)
     ranges = []
     for path in progress:
         academies = pl.read_parquet(path)["academy_id"]
@@ -200,13 +204,18 @@ def test_staged_files_are_one_per_bucket_sorted_by_academy(local_lake, tmp_path)
         ranges.append((academies.min(), academies.max()))
     assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert len(list((staged / "quarantine.attendance").glob("*.parquet"))) == 1  # text ids
-    assert done.files == sum(1 for _ in staged.rglob("*.parquet"))
+    with lake.connect(local_lake, read_only=True) as con:
+        registered = con.execute(
+            "SELECT count(*) FROM ducklake_list_files('lake', 'lecture_progress', "
+            "schema => 'marts')"
+        ).fetchone()[0]
+    assert registered == len(progress)
 
 
 def test_the_code_location_publishes_to_s3_from_environment_variables(
     s3_lake, s3_bucket, tmp_path, monkeypatch
 ):
-    """The definitions' progress_job, configured only by environment variables (as `dagster
+    """The definitions' lake_job, configured only by environment variables (as `dagster
     dev` or a deployment configures it), publishes to a lake whose data path is on S3."""
     import dagster as dg
 
@@ -222,7 +231,6 @@ def test_the_code_location_publishes_to_s3_from_environment_variables(
         "PROGRESS_LANDING": str(landing),
         "PROGRESS_WAREHOUSE": str(tmp_path / "build.duckdb"),
         "PROGRESS_TIMEZONE": "Asia/Seoul",
-        "PROGRESS_BACKEND": "lake",
         "PROGRESS_LAKE_CATALOG": config.catalog,
         "PROGRESS_LAKE_DATA_PATH": config.data_path,
         "PROGRESS_LAKE_S3_ENDPOINT": config.s3_endpoint,
@@ -231,7 +239,7 @@ def test_the_code_location_publishes_to_s3_from_environment_variables(
         "PROGRESS_LAKE_S3_REGION": config.s3_region,
     }.items():
         monkeypatch.setenv(name, value)
-    result = defs.resolve_job_def("progress_job").execute_in_process(
+    result = defs.resolve_job_def("lake_job").execute_in_process(
         instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success
@@ -250,3 +258,36 @@ def test_the_code_location_publishes_to_s3_from_environment_variables(
     read = runner.invoke(app, ["sql", "--format", "csv", "SELECT run_id FROM marts.publication"])
     assert read.exit_code == 0, read.output
     assert read.stdout.split() == ["run_id", result.run_id]
+
+
+def test_lake_history_replaces_only_its_dates_and_equals_the_file_backfill(local_lake, tmp_path):
+    """`--history-date D` publishes D's lecture_progress_daily, risk summary and alerts with
+    the current marts; publishing D again replaces D's rows only; the rows equal what the file
+    backend's `progress backfill` stores for the same dates."""
+    lake_run_ = [*lake_args(local_lake), "--workers", "1"]
+    first, second = "2026-11-20", "2026-11-21"
+    for days in ((first, second), (first,)):
+        dates = [arg for day in days for arg in ("--history-date", day)]
+        done = run(SAMPLE, tmp_path / "build.duckdb", *lake_run_, *dates)
+        assert done.exit_code == 0, done.output
+    warehouse = tmp_path / "file.duckdb"
+    assert run(SAMPLE, warehouse).exit_code == 0
+    backfill = runner.invoke(
+        app,
+        ["backfill", "--start", first, "--end", second, "--landing", str(SAMPLE),
+         "--warehouse", str(warehouse)],
+    )  # fmt: skip
+    assert backfill.exit_code == 0, backfill.output
+    history = ["marts.lecture_progress_daily", "marts.risk_daily_summary", "marts.risk_alerts"]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        expected = {t: read_table(con, t) for t in history}
+    with lake.connect(local_lake, read_only=True) as con:
+        found = {t: read_table(con, t) for t in history}
+        dates = con.execute(
+            "SELECT as_of_date, count(*) FROM marts.lecture_progress_daily GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert [str(d) for d, _ in dates] == [first, second]  # the second `first` replaced it
+    assert {n for _, n in dates} == {300}  # the sample's enrollments, once per date
+    for table in history:
+        assert found[table].schema == expected[table].schema, table
+        assert content_hash(found[table]) == content_hash(expected[table]), table
