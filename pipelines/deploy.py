@@ -10,8 +10,9 @@ when the definitions load (docs/deploy.md).
 - `k8s`: one Kubernetes Job per step (`dagster_k8s.k8s_job_executor`), with the container
   resources below. `dagster_k8s` is imported only then (the `deploy` dependency group).
 
-Only the lake backend, once its fan-out run exists, can use the last two: the file backend's
-writer lock and staging copy belong to one process (docs/deploy.md, "What is not built yet").
+Only the lake backend's `lake_job` can use the last two: its steps share nothing but the
+build folder and the staged files (pipelines/lake_steps.py). The file backend's jobs need
+`in_process`: their writer lock and staging copy belong to one process.
 
 No executor is started here: the functions build definitions only.
 """
@@ -38,13 +39,15 @@ STEP_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "1", "memory": "4Gi"},
     "limits": {"cpu": "2", "memory": "6Gi"},
 }
-# Per op (the executor's `per_step_k8s_config` is keyed by op name): the marts computation is
-# the heaviest step of a run.
+# Per op (the executor's `per_step_k8s_config` is keyed by op name): lake_job's ingest
+# (measured at 1M enrollments: 3.2 GB peak for the submissions table) and its bucket steps
+# (one 100k-enrollment bucket of Polars frames at a time, plus DuckDB's 2 GB buffer pool) are
+# its heavy steps; progress_marts is the file backend's.
+HEAVY_STEP = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "12Gi"}}
 PER_STEP_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
-    "progress_marts": {
-        "requests": {"cpu": "2", "memory": "8Gi"},
-        "limits": {"cpu": "4", "memory": "12Gi"},
-    },
+    "progress_marts": HEAVY_STEP,
+    "lake_prepare": HEAVY_STEP,
+    "lake_bucket": HEAVY_STEP,
 }
 
 

@@ -27,6 +27,7 @@ import polars as pl
 from assets.extracts import AUDIT_DOC, AUDIT_TABLE, ingest_into
 from assets.marts import check_bucket
 from pipelines.core import fanout, lake_run, publish
+from pipelines.core.bucket_store import read_plan
 from pipelines.core.contract import TABLES
 from pipelines.core.evaluation import (
     RULE_EVALUATION_SCHEMA,
@@ -119,7 +120,7 @@ def lake_prepare(
                 {"marts.dim_labels": labels},
                 {"marts.dim_labels": table_doc(MART_MODELS["dim_labels"])},
             )
-        plan = lake_run.read_plan(con) or []
+        plan = read_plan(con) or []
     if causes:
         _block(context, lake, "; ".join(causes))
     cut = fanout.pieces(plan, lake.steps)

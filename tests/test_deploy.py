@@ -45,7 +45,10 @@ def test_k8s_executor_with_step_resources(monkeypatch):
     monkeypatch.setenv(deploy.EXECUTOR_ENV, "k8s")
     monkeypatch.setenv(deploy.WORKERS_ENV, "6")
     defs = definitions.build()
-    marts_ops = {node.name for node in defs.resolve_job_def("progress_job").graph.nodes}
+    marts_ops = {  # the per-op resources name ops of the jobs that run them
+        node.name for name in ("progress_job", "lake_job") for node in
+        defs.resolve_job_def(name).graph.nodes
+    }  # fmt: skip
     for job in jobs(defs):
         executor = job.executor_def
         assert executor.name == "k8s", job.name

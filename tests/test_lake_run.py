@@ -255,7 +255,9 @@ def test_the_code_location_publishes_to_s3_from_environment_variables(
         ).fetchall()
     assert [f[0].startswith(f"s3://{s3_bucket.bucket}/academy/_stage/") for f in files] == [True]
     # progress sql reads it with the same variables (the S3 data path inside the sandbox)
-    read = runner.invoke(app, ["sql", "--format", "csv", "SELECT run_id FROM marts.publication"])
+    read = runner.invoke(
+        app, ["sql", "--backend", "lake", "--format", "csv", "SELECT run_id FROM marts.publication"]
+    )
     assert read.exit_code == 0, read.output
     assert read.stdout.split() == ["run_id", result.run_id]
 
