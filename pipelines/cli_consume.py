@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_lake import BackendOption, CatalogOption, DataPathOption, lake_config
+
 console = Console()
 err = Console(stderr=True)
 
@@ -46,12 +48,29 @@ def export(
         ),
     ] = DEFAULT_EXPORTS,
     landing: Annotated[Path | None, typer.Option(help=LANDING_HELP)] = None,
+    backend: BackendOption = "file",
+    catalog: CatalogOption = None,
+    data_path: DataPathOption = None,
+    snapshot: Annotated[
+        int | None,
+        typer.Option(min=0, help="With --backend lake: export this publication (snapshot)."),
+    ] = None,
 ) -> None:
-    """Export every mart and analyst view per academy (Parquet + CSV with BOM) with a manifest."""
-    from pipelines.core.exports import ExportError, export_warehouse
+    """Export every mart and analyst view per academy (Parquet + CSV with BOM) with a manifest:
+    the warehouse file, or with --backend lake the lake's latest (or --snapshot) publication."""
+    from pipelines.core.exports import ExportError, export_lake, export_warehouse
+    from pipelines.exit_codes import CommandFailed
 
     try:
-        manifest = export_warehouse(warehouse, out, landing=landing)
+        lake = lake_config(backend, catalog, data_path)
+        if snapshot is not None and lake is None:
+            raise CommandFailed("--snapshot needs --backend lake")
+        if lake is None:
+            manifest = export_warehouse(warehouse, out, landing=landing)
+        else:
+            manifest = export_lake(lake, out, snapshot, landing)
+    except CommandFailed as exc:
+        _fail(str(exc))
     except ExportError as exc:
         _fail(str(exc))
     except Exception as exc:  # never a traceback to the user

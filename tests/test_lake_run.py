@@ -134,6 +134,22 @@ def test_lake_run_equals_the_file_run_and_readers_see_each_publication(local_lak
         refused = runner.invoke(app, ["sql", *lake_args(local_lake), escape])
         assert refused.exit_code != 0, escape
 
+    # exports: a pinned lake publication exports byte-identical files to the file backend's
+    exported = {}
+    for name, source in (
+        ("file", ["--warehouse", str(tmp_path / SAMPLE.name / "file.duckdb")]),
+        ("lake", [*lake_args(local_lake), *pinned]),
+    ):
+        out = tmp_path / f"export-{name}"
+        done = runner.invoke(app, ["export", *source, "--out", str(out), "--landing", str(SAMPLE)])
+        assert done.exit_code == 0, done.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        exported[name] = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert len(exported["file"]) > 20 and exported["lake"] == exported["file"]
+    inside = runner.invoke(app, ["export", *lake_args(local_lake), "--out",
+                                 str(Path(local_lake.data_path) / "x")])  # fmt: skip
+    assert inside.exit_code != 0 and "lake's data folder" in inside.output
+
     # retention: expire everything but the current publication, which stays readable
     expired = runner.invoke(
         app,

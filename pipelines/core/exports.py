@@ -63,7 +63,7 @@ import polars as pl
 import pyarrow as pa
 from filelock import FileLock
 
-from .paths import UnsafePath, check_output
+from .paths import UnsafePath, check_output, refuse_lake_folder, refuse_landing
 from .views import VIEWS
 from .warehouse import literal
 from .write_behind import WriteBehind
@@ -498,3 +498,33 @@ def export_warehouse(
             raise ExportError(
                 f"cannot read warehouse {warehouse}: {str(exc).strip().splitlines()[0]}"
             ) from exc
+
+
+def export_lake(
+    config, out: Path, snapshot: int | None = None, landing: Path | None = None
+) -> dict:
+    """Export one lake publication per academy into `out`, exactly as `export_warehouse` does
+    for the file: the latest publication, or snapshot `snapshot`, pinned for the whole export
+    (a publication committing meanwhile does not reach it). `out` may not overlap a local
+    lake folder nor the landing folder. Raises ExportError with one line."""
+    from . import lake
+
+    try:
+        if not config.on_s3:
+            refuse_lake_folder(out, config.data_path)
+        refuse_landing(out, landing)
+    except UnsafePath as exc:
+        raise ExportError(str(exc)) from None
+    _check_target(Path(out))
+    try:
+        with lake.connect(config, read_only=True) as con:
+            kept = lake.snapshots(con)
+        if snapshot is None:
+            if kept.is_empty():
+                raise ExportError("the lake has no publication; run `progress run --backend lake`")
+            snapshot = int(kept["snapshot_id"][-1])
+        with lake.connect(config, snapshot=snapshot) as con:
+            source = f"lake {config.data_path} (snapshot {snapshot})"
+            return write_export(read_snapshot(con, source), out, source=source)
+    except duckdb.Error as exc:
+        raise ExportError(f"cannot read the lake: {str(exc).strip().splitlines()[0]}") from exc

@@ -88,6 +88,17 @@ def refuse_warehouse(out: Path | str, warehouse: Path | str, option: str = "--ou
     return real
 
 
+def refuse_lake_folder(out: Path | str, folder: Path | str, option: str = "--out") -> Path:
+    """Refuse an output inside a lake's local data folder (its files belong to the catalog)
+    or holding it; return the output resolved. Raises UnsafePath with one line."""
+    real, lake = resolve(out), resolve(folder)
+    if _within(real, lake) or _within(lake, real):
+        raise UnsafePath(
+            f"{option} {out} overlaps the lake's data folder {folder}; refusing to write there"
+        )
+    return real
+
+
 def refuse_landing(
     out: Path | str, landing: Path | str | None = None, option: str = "--out"
 ) -> Path:
