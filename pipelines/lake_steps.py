@@ -188,6 +188,11 @@ def lake_publish(
     root = _root(context)
     folder = lake.build_dir(root)
     config = lake.lake_config()
+    done_before = lake_run.staged_snapshot(config, root)
+    if done_before is not None:  # killed after its commit, then re-executed: already published
+        context.log.info(f"run {root} was already published as snapshot {done_before}")
+        shutil.rmtree(folder, ignore_errors=True)
+        return done_before
     total = fanout.merge(pieces)
     violations = [f"marts.{n}: {v}" for n, found in total.violations.items() for v in found]
     if violations:
@@ -225,7 +230,17 @@ def lake_publish(
         hashes |= part.hashes
         schemas |= part.schemas
     done = lake_run.register(
-        config, staged, rows, hashes, schemas, docs, context.run.run_id, as_of, True, replace_where
+        config,
+        staged,
+        rows,
+        hashes,
+        schemas,
+        docs,
+        context.run.run_id,
+        as_of,
+        True,
+        replace_where,
+        root,
     )
     shutil.rmtree(folder, ignore_errors=True)
     context.log.info(

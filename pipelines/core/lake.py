@@ -257,6 +257,7 @@ def publish(
     publication_row: Mapping[str, Any],
     message: str,
     replace_where: Mapping[str, tuple[str, Sequence[Any]]] | None = None,
+    stage_id: str | None = None,
 ) -> int:
     """Replace every table of `staged` (`schema.table` -> its staged files) by its files, in
     ONE DuckLake transaction with the docs, the `marts.publication` row and the snapshot's
@@ -268,6 +269,7 @@ def publish(
     row = dict(publication_row)
     row.setdefault("published_at", datetime.now(UTC).replace(tzinfo=None))
     extra = {k: row.get(k) for k in ("run_id", "as_of", "content_hashes")}
+    extra["stage_id"] = stage_id  # the staging folder's id: a re-executed publish finds it
     try:
         with transaction(con):
             for qualified, files in staged.items():
@@ -306,7 +308,7 @@ def publish(
 
 def snapshots(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """The publications still in the lake, oldest first: snapshot id and time, the commit
-    message and the run id, as-of and content hashes recorded with it."""
+    message and the run id, as-of, content hashes and staging id recorded with it."""
     frame = con.execute(
         "SELECT snapshot_id, snapshot_time, commit_message, commit_extra_info "
         f"FROM ducklake_snapshots({literal(LAKE)}) WHERE author = ? ORDER BY snapshot_id",
@@ -317,6 +319,7 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         pl.Series("run_id", [e.get("run_id") for e in extra], dtype=pl.String),
         pl.Series("as_of", [e.get("as_of") for e in extra], dtype=pl.String),
         pl.Series("content_hashes", [e.get("content_hashes") for e in extra], dtype=pl.String),
+        pl.Series("stage_id", [e.get("stage_id") for e in extra], dtype=pl.String),
     )
 
 

@@ -108,6 +108,7 @@ def register(
     as_of: datetime | None,
     marts_refreshed: bool = True,
     replace_where: dict[str, tuple[str, list]] | None = None,
+    stage_id: str | None = None,
 ) -> LakePublication:
     """Create the missing lake tables and register every staged file in ONE `lake.publish`
     transaction, with the `marts.publication` row and the snapshot's commit message
@@ -124,7 +125,7 @@ def register(
         }
         as_of_text = as_of.isoformat(sep=" ") if as_of else "-"
         message = f"progress run {run_id} as of {as_of_text}"
-        snapshot = lake.publish(writer, staged, docs, row, message, replace_where)
+        snapshot = lake.publish(writer, staged, docs, row, message, replace_where, stage_id)
     finally:
         writer.close()
     files = sum(len(f) for f in staged.values())
@@ -134,4 +135,12 @@ def register(
 def publication_snapshot(con: duckdb.DuckDBPyConnection, run_id: str) -> int | None:
     """The snapshot that published run `run_id`, if still kept."""
     found = lake.snapshots(con).filter(pl.col("run_id") == run_id)
+    return int(found["snapshot_id"][-1]) if found.height else None
+
+
+def staged_snapshot(config: lake.LakeConfig, stage_id: str) -> int | None:
+    """The snapshot that already registered the files staged under `stage_id` (a publish
+    step killed after its commit, then re-executed), if one is kept."""
+    with lake.connect(config) as con:  # not read-only: a first publication creates the lake
+        found = lake.snapshots(con).filter(pl.col("stage_id") == stage_id)
     return int(found["snapshot_id"][-1]) if found.height else None
