@@ -98,23 +98,33 @@ def ingest(tmp_path):
 # cli_run 26 / 89, asset_checks 32 / 88, reference_property 40 / 82, history 53 / 65, consume
 # 13 / 54, report (Chromium) - / 39, generated_vs_reference 50 / 35, corruption 22 / 24; the
 # rest under 25 each; lake (a real Postgres, 10 publisher kills) 80-88 / - serial at load
-# 10-17 (2026-12-03). With `--dist loadfile` a worker takes the next whole file when it is
-# free, so starting with the longest keeps one long file from running alone at the end.
+# 10-17 (2026-12-03). Whole suite on 2 workers, load 4-14 (2026-12-03, 807 s): bench ~215
+# (its module fixture 176), bucketed_ingest ~360 (small batches 169, random extracts 84; now
+# split, the equivalence half in bucketed_equivalence), lake_run ~190, publication_safety ~230
+# (kills 124 + 12; now split, the kills in publication_kills), reliability ~77. With
+# `--dist loadfile` a worker takes the next whole file when it is free, so starting with the
+# longest keeps one long file from running alone at the end.
 LONGEST_FIRST = [
+    "test_bench.py",
+    "test_lake_run.py",
+    "test_bucketed_equivalence.py",
+    "test_publication_kills.py",
     "test_publication_safety.py",
+    "test_bucketed_ingest.py",
     "test_reliability.py",
     "test_dagster.py",
-    "test_bench.py",
-    "test_evaluation.py",
     "test_lake.py",
+    "test_evaluation.py",
+    "test_history.py",
     "test_cli_run.py",
     "test_asset_checks.py",
     "test_reference_property.py",
-    "test_history.py",
     "test_consume.py",
     "test_report.py",
     "test_generated_vs_reference.py",
     "test_corruption.py",
+    "test_cli.py",
+    "test_export_stream.py",
 ]
 
 

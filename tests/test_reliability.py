@@ -1,4 +1,4 @@
-"""Issue 4: readers during runs, one writer, idempotency (kills: test_publication_safety.py)."""
+"""Issue 4: readers during runs, one writer, idempotency (kills: test_publication_kills.py)."""
 
 from __future__ import annotations
 
