@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.core import lake, lake_run
 from pipelines.core.publish import content_hash
+from pipelines.core.views import VIEWS
 from pipelines.core.warehouse import read_table
 from pipelines.exit_codes import ExitCode
 from pipelines.generate import generate_extracts
@@ -110,6 +111,12 @@ def test_lake_run_equals_the_file_run_and_readers_see_each_publication(local_lak
         assert row[0] == summary["run_id"] and str(row[1]) == AS_OF
         # the hashes recorded, summed bucket by bucket as staged, are those of the lake
         assert json.loads(row[2]) == lake_hashes(local_lake, comparable=False)
+        # the analyst views are in the lake too, with the file's rows
+        views = [f"marts.{name}" for name in VIEWS]
+        with duckdb.connect(str(work / "file.duckdb"), read_only=True) as con:
+            expected_views = {v: content_hash(read_table(con, v)) for v in views}
+        with lake.connect(local_lake, read_only=True) as con:
+            assert {v: content_hash(read_table(con, v)) for v in views} == expected_views
         assert not (work / "build.duckdb").exists()  # the lake, not a file, was published
         assert not list(work.glob("build.duckdb.building*"))  # the build was discarded
         runs.append((summary["run_id"], summary["snapshot"], expected))

@@ -26,9 +26,31 @@ import polars as pl
 
 from . import lake
 from .publish import PUBLICATION_TABLE, content_hash
+from .views import create_views
 from .warehouse import BUILDING_PREFIX, TableDoc, target
 
 PUBLISHED_SCHEMAS = ("raw", "quarantine", "marts")
+# the tables the analyst views read (pipelines/core/views.py)
+VIEW_INPUTS = {
+    "marts.lecture_progress",
+    "marts.session_progress",
+    "marts.risk_log",
+    "marts.clinic_links",
+    "marts.dim_labels",
+    "raw.lectures",
+    "raw.sessions",
+}
+
+
+def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables the attached lake has, `schema.table`."""
+    return [
+        f"{s}.{t}"
+        for s, t in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?",
+            [lake.LAKE],
+        ).fetchall()
+    ]
 
 
 @dataclass
@@ -116,6 +138,10 @@ def register(
     writer = lake.connect(config)
     try:
         lake.ensure_schema(writer, schemas, docs)
+        if set(lake_tables(writer)) >= VIEW_INPUTS:
+            # the analyst views, recreated from this code's SQL (their column docs stay in
+            # docs/analyst-guide.md: DuckLake refuses comments on a view's columns)
+            create_views(writer, count=False, column_comments=False)
         row = {
             "run_id": run_id,
             "as_of": as_of,

@@ -655,12 +655,15 @@ def view_query(name: str) -> str:
     return VIEWS[name].sql
 
 
-def create_views(con: duckdb.DuckDBPyConnection, count: bool = True) -> dict[str, int]:
+def create_views(
+    con: duckdb.DuckDBPyConnection, count: bool = True, column_comments: bool = True
+) -> dict[str, int]:
     """(Re)create every analyst view with its comments, in one transaction.
 
     Raises (and rolls back, leaving the previous views) when a view's columns differ from its
     documented columns. Returns the row count of every view (empty with `count=False`: a
-    caller that runs the views anyway counts them itself).
+    caller that runs the views anyway counts them itself). `column_comments=False`: the view
+    comment only (DuckLake refuses comments on a view's columns).
     """
     with transaction(con):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(SCHEMA)}")
@@ -672,9 +675,8 @@ def create_views(con: duckdb.DuckDBPyConnection, count: bool = True) -> dict[str
                     f"{view.qualified}: columns {found} differ from the documented "
                     f"{list(view.columns)}"
                 )
-            document_table(
-                con, view.qualified, TableDoc(view.description, view.columns), kind="VIEW"
-            )
+            columns = view.columns if column_comments else {}
+            document_table(con, view.qualified, TableDoc(view.description, columns), kind="VIEW")
         return (
             {
                 name: con.execute(f"SELECT count(*) FROM {target(view.qualified)}").fetchone()[0]
