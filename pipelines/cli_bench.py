@@ -66,10 +66,14 @@ def bench(
             counts = tuple(int(x) for x in workers.split(",") if x.strip())
         except ValueError:
             raise BenchError(f"--workers takes counts like 1,2, not {workers!r}") from None
-        chosen = (
-            None if stages is None else tuple(x.strip() for x in stages.split(",") if x.strip())
-        )
-        run_bench(tier.value, out, stages=chosen, backend=backend, workers=counts)
+        options: dict[str, object] = {}  # only what was given (the defaults are run_bench's)
+        if stages is not None:
+            options["stages"] = tuple(x.strip() for x in stages.split(",") if x.strip())
+        if backend != "file":
+            options["backend"] = backend
+        if counts != (1, 2):
+            options["workers"] = counts
+        run_bench(tier.value, out, **options)
     except typer.Exit:
         raise
     except BenchError as exc:

@@ -354,7 +354,14 @@ def lake_reader(
             f.write(json.dumps(row) + "\n")
             f.flush()
             time.sleep(interval)
-    return {"queries": queries, "errors": errors}
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "queries": queries,
+        "errors": errors,
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+    }
 
 
 def _table_rows(con, day: date) -> dict[str, dict[str, int]]:

@@ -7,6 +7,7 @@ and (end to end only) Dagster in their own processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -533,19 +534,23 @@ def lake_stage(
     )
     reader_proc = None
     reader_out, stop = folder / f"reader-w{workers}.jsonl", folder / f"reader-w{workers}.stop"
+    reader_err = folder / f"reader-w{workers}.stderr"
     stop.unlink(missing_ok=True)
     if reader:
+        err_file = reader_err.open("w", encoding="utf-8")
         reader_proc = subprocess.Popen(
             [sys.executable, "-m", "pipelines.bench.commands", "lake-reader", "--catalog",
              catalog, "--data-path", str(data_path), "--out", str(reader_out),
              "--stop-file", str(stop)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cmds.user_env(),
+            stdout=subprocess.PIPE, stderr=err_file, text=True, env=cmds.user_env(),
         )  # fmt: skip
         assert reader_proc.stdout is not None
         if reader_proc.stdout.readline().strip() != "ready":
             reader_proc.kill()
             reader_proc.wait()
-            raise BenchError(f"the lake reader did not start: {reader_proc.stderr.read()[-300:]}")
+            err_file.close()
+            tail = [line for line in reader_err.read_text().splitlines() if line.strip()]
+            raise BenchError(f"the lake reader did not start: {tail[-1] if tail else '?'}")
     try:
         stage = run_command(
             name, cmd, work, env=env, cwd=cmds.ROOT, max_rss_gb=max_rss_gb, timeout=timeout
@@ -558,6 +563,7 @@ def lake_stage(
             except subprocess.TimeoutExpired:
                 reader_proc.kill()
                 reader_proc.wait()
+            err_file.close()
     details = stage["details"]
     details.update(
         {
@@ -606,7 +612,15 @@ def lake_stage(
                 for line in reader_out.read_text(encoding="utf-8").splitlines()
                 if line.strip()
             ]
-            details["reader"] = reader_figures(rows, steps) | {"concurrent_with_run": True}
+            own = {}
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                own = json.loads(reader_proc.stdout.read().strip().splitlines()[-1])
+            details["reader"] = reader_figures(rows, steps) | {
+                "concurrent_with_run": True,
+                # the reader process's own CPU (imports and attach included): what it took
+                # from the measured run's 2 cores
+                "reader_cpu_seconds": own.get("cpu_seconds"),
+            }
     return stage, {"database": database, "workers": workers}
 
 
@@ -680,7 +694,8 @@ def run_lake_stages(
     timeout: float,
 ) -> dict[str, object]:
     """Every lake measurement, fewest workers first, on the benchmark's own Postgres; the
-    reader runs during the last one (most workers: its lake holds the previous publication)."""
+    reader runs during the last one (most workers) when its lake holds a previous publication
+    (with one worker count alone, the lake is empty and there is no reader)."""
     folder = work / "lake"
     folder.mkdir(exist_ok=True)
     t0 = time.perf_counter()
@@ -703,7 +718,8 @@ def run_lake_stages(
                 stage, lake_left = lake_stage(
                     n, server, previous, landing=landing, work=work, as_of=as_of,
                     timezone=TIMEZONE, max_rss_gb=max_rss_gb, timeout=timeout,
-                    reader=n == workers[-1],
+                    # a read-only attach needs an existing lake: not beside the first run
+                    reader=n == workers[-1] and previous is not None,
                 )  # fmt: skip
             except (BenchError, OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 stage, lake_left = _skipped(None) | {"status": "failed", "error": str(exc)}, None
