@@ -466,8 +466,8 @@ def reader_figures(rows: list[dict], steps: dict) -> dict[str, object]:
 
 
 class LakeServer:
-    """The benchmark's own Postgres (the catalog) and the tier's lake folder; one catalog
-    database per measurement."""
+    """The benchmark's own Postgres (the catalog, `pipelines/bench/postgres.py`) and the tier's
+    lake folder; one catalog database per measurement."""
 
     def __init__(self, folder: Path) -> None:
         import tempfile
@@ -476,19 +476,33 @@ class LakeServer:
 
         self.folder = folder
         # the server's folder must be the postgres user's: a temporary folder, not the work tree
-        scratch = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-        scratch.chmod(0o755)  # the postgres user reaches its folder inside
+        self.scratch = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.scratch.chmod(0o755)  # the postgres user reaches its folder inside
         try:
-            self.server = postgres.start_postgres(scratch / "pg")
+            self.server = postgres.start_postgres(self.scratch / "pg")
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(self.scratch, ignore_errors=True)
             raise BenchError(f"could not start Postgres for the lake: {exc}") from None
+
+    def create_database(self, template: str | None = None) -> str:
+        """A new catalog database: empty, or a copy of `template` (`createdb -T`)."""
+        if template is None:
+            return self.server.create_database()
+        from pipelines.bench import postgres
+
+        name = f"lake_{next(self.server._databases)}"
+        server = self.server
+        postgres._run([server.bin / "createdb", "-h", server.socket_dir, "-p", server.port,
+                       "-U", "postgres", "-T", template, name])  # fmt: skip
+        return name
 
     def close(self) -> None:
         from pipelines.bench import postgres
 
-        postgres.stop_postgres(self.server)
-        self.server.root.parent.rmdir()
+        try:
+            postgres.stop_postgres(self.server)
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def lake_stage(
@@ -514,9 +528,9 @@ def lake_stage(
     if previous is None:
         shutil.rmtree(data_path, ignore_errors=True)
         data_path.mkdir(parents=True)
-        database = server.server.create_database()
+        database = server.create_database()
     else:
-        database = server.server.create_database(template=previous["database"])
+        database = server.create_database(template=previous["database"])
     catalog = server.server.dsn(database)
     home = cmds.lake_home(folder / f"dagster-w{workers}")
     warehouse = folder / f"w{workers}" / "warehouse.duckdb"
