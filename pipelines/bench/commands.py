@@ -20,6 +20,20 @@ DuckDB or Dagster run in their own processes, untimed:
       the daily_job run recorded in H: status, tags, planned and succeeded step keys (JSON)
   python -m pipelines.bench.commands prepare-history --source W --warehouse W2 ...
       the 30-day warehouse for cmd_second_run (JSON)
+
+The lake stage (`progress bench --backend lake`, one measurement per worker count):
+
+  cmd_run_lake     progress run --landing L --warehouse W --as-of A --backend lake
+                   --catalog DSN --data-path DIR --workers N --json
+                   with DAGSTER_HOME a fresh folder, so the run's events persist; afterwards
+
+  python -m pipelines.bench.commands lake-steps --dagster-home H
+      the lake_job run recorded in H: step times from its event log (STEP_START /
+      STEP_SUCCESS), the phases, the staging and publication figures the steps logged (JSON)
+  python -m pipelines.bench.commands lake-reader --catalog DSN --data-path DIR --out F
+      --stop-file S
+      a reader of the lake during a run: `SELECT count(*) FROM marts.lecture_progress` in a
+      loop on one read-only connection until S exists; one JSON line per query in F
 """
 
 from __future__ import annotations
@@ -27,9 +41,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -42,6 +58,9 @@ COMMAND_STAGES = (
     "cmd_report",
     "cmd_second_run",
 )
+LAKE_STAGE = "cmd_run_lake"
+LAKE_READER_QUERY = "SELECT count(*) FROM marts.lecture_progress"
+LAKE_READER_INTERVAL = 0.1  # seconds between two reader queries
 HISTORY_TABLES = ("lecture_progress_daily", "risk_daily_summary", "risk_alerts")
 HISTORY_DAYS = 30
 BACKFILL_DAYS = 7
@@ -83,7 +102,11 @@ def daily_tags(as_of: str) -> dict[str, str]:
 def user_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without DAGSTER_HOME (the README's commands run with a throwaway
     instance unless the user sets one; a user's instance must not collect bench runs)."""
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "DAGSTER_HOME" and k != "PROGRESS_BACKEND" and not k.startswith("PROGRESS_LAKE_")
+    }
     env.update(extra or {})
     return env
 
@@ -141,6 +164,31 @@ def command_line(
     raise ValueError(f"unknown command stage {stage!r}")
 
 
+def lake_command_line(
+    *,
+    landing: Path,
+    warehouse: Path,
+    as_of: str,
+    timezone: str,
+    catalog: str,
+    data_path: Path,
+    workers: int,
+) -> list[str]:
+    """The documented lake run (docs/lake.md), with its summary as JSON."""
+    zone = [] if timezone == DEFAULT_TIMEZONE else ["--timezone", timezone]
+    run = [tool("progress"), "run", "--landing", str(landing), "--warehouse", str(warehouse)]
+    run += ["--as-of", as_of, *zone, "--backend", "lake", "--catalog", catalog]
+    return [*run, "--data-path", str(data_path), "--workers", str(workers), "--json"]
+
+
+def lake_home(folder: Path) -> Path:
+    """A fresh DAGSTER_HOME (an instance on SQLite, telemetry off) for one lake run."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return folder
+
+
 def daily_job_setup(folder: Path, landing: Path, warehouse: Path, timezone: str) -> dict:
     """Working directory, `.env` and DAGSTER_HOME of the scheduled run; returns its env."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,6 +232,136 @@ def run_steps(dagster_home: Path) -> dict:
                 s.step_key for s in stats if getattr(s.status, "value", s.status) == "SUCCESS"
             ),
         }
+
+
+_BUCKET_LOG = re.compile(r"^buckets (\d+)\.\.(\d+): (.*)$")
+_PHASE = re.compile(r"(\w+) ([0-9.]+) s")
+_PUBLISHED = re.compile(r"snapshot (\d+), (\d+) files, (\d+) tables")
+_PLAN = re.compile(r"^(\d+) academy bucket\(s\) in (\d+) step\(s\)")
+
+
+def _span(times: list[tuple[float, float]]) -> float | None:
+    return round(max(e for _, e in times) - min(s for s, _ in times), 3) if times else None
+
+
+def lake_steps(dagster_home: Path) -> dict:
+    """Phases of the lake_job run recorded at `dagster_home` (the only run there), from its
+    event log: per step its launch (first event of the step: the subprocess being started,
+    with the multiprocess executor), STEP_START and STEP_SUCCESS (wall clock, seconds)."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="lake_job"))
+        if not runs:
+            return {"runs": 0}
+        run = runs[0]
+        first: dict[str, float] = {}
+        start: dict[str, float] = {}
+        success: dict[str, float] = {}
+        run_start = run_end = None
+        phases: dict[str, float] = {}
+        published: dict[str, int] = {}
+        plan: dict[str, int] = {}
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            kind = event.event_type_value if event else None
+            key = entry.step_key
+            if kind == "PIPELINE_START" or kind == "RUN_START":
+                run_start = entry.timestamp
+            elif kind in ("PIPELINE_SUCCESS", "RUN_SUCCESS", "PIPELINE_FAILURE", "RUN_FAILURE"):
+                run_end = entry.timestamp
+            if key:
+                first.setdefault(key, entry.timestamp)
+                if kind == "STEP_START":
+                    start[key] = entry.timestamp  # the last attempt's (retries)
+                elif kind == "STEP_SUCCESS":
+                    success[key] = entry.timestamp
+            if event is None and entry.user_message:
+                text = entry.user_message
+                if found := _BUCKET_LOG.match(text):
+                    for name, seconds in _PHASE.findall(found.group(3)):
+                        phases[name] = round(phases.get(name, 0.0) + float(seconds), 3)
+                elif found := _PUBLISHED.search(text):
+                    published = dict(
+                        zip(("snapshot", "files", "tables"), map(int, found.groups()), strict=True)
+                    )
+                elif found := _PLAN.match(text):
+                    plan = {"buckets": int(found.group(1)), "pieces": int(found.group(2))}
+
+    def step(key: str) -> dict[str, float | None]:
+        s, e, f = start.get(key), success.get(key), first.get(key)
+        return {
+            "seconds": round(e - s, 3) if s and e else None,
+            "with_launch_seconds": round(e - f, 3) if f and e else None,
+            "start": s,
+            "end": e,
+        }
+
+    steps = {key: step(key) for key in sorted(first)}
+    buckets = {k: v for k, v in steps.items() if k.startswith("lake_bucket")}
+    prepare, publish = steps.get("lake_prepare", {}), steps.get("lake_publish", {})
+    bucket_times = [(first[k], success[k]) for k in buckets if k in success]
+    in_steps = [v["seconds"] for v in buckets.values()]
+    return {
+        "runs": len(runs),
+        "run_id": run.run_id,
+        "run_status": run.status.value,
+        "run_seconds": round(run_end - run_start, 3) if run_start and run_end else None,
+        "run_start": run_start,
+        "run_end": run_end,
+        "steps": {k: v["seconds"] for k, v in steps.items()},
+        "bucket_steps": len(buckets),
+        "prepare_seconds": prepare.get("seconds"),
+        "prepare_with_launch_seconds": prepare.get("with_launch_seconds"),
+        "bucket_steps_sum_seconds": (
+            round(sum(in_steps), 3) if in_steps and None not in in_steps else None
+        ),
+        "bucket_steps_span_seconds": _span(bucket_times),
+        "publish_seconds": publish.get("seconds"),
+        "publish_with_launch_seconds": publish.get("with_launch_seconds"),
+        "publish_start": publish.get("start"),
+        "publish_end": publish.get("end"),
+        "bucket_phase_seconds": phases,
+        "plan": plan,
+        "publication": published,
+    }
+
+
+def lake_reader(
+    catalog: str, data_path: str, out: Path, stop_file: Path, interval: float = LAKE_READER_INTERVAL
+) -> dict:
+    """Query the lake until `stop_file` exists; every query as one JSON line of `out`:
+    wall-clock start `t`, `seconds`, the count or the error. Prints `ready` after the
+    connection is made (the caller starts the measured run then)."""
+    from pipelines.core.lake import LakeConfig, connect
+
+    config = LakeConfig(catalog, data_path)
+    queries = errors = 0
+    with open(out, "w", encoding="utf-8") as f, connect(config, read_only=True) as con:
+        print("ready", flush=True)
+        while not stop_file.exists():
+            t0 = time.time()
+            p0 = time.perf_counter()
+            row: dict[str, object] = {"t": t0}
+            try:
+                row["count"] = con.execute(LAKE_READER_QUERY).fetchone()[0]
+            except Exception as exc:  # e.g. no table yet in an empty lake
+                errors += 1
+                row["error"] = str(exc).strip().splitlines()[0][:200]
+            row["seconds"] = round(time.perf_counter() - p0, 6)
+            queries += 1
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            time.sleep(interval)
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "queries": queries,
+        "errors": errors,
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+    }
 
 
 def _table_rows(con, day: date) -> dict[str, dict[str, int]]:
@@ -275,10 +453,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("--source", "--warehouse", "--landing", "--as-of", "--tz"):
         prep.add_argument(name, required=True)
     prep.add_argument("--days", type=int, default=HISTORY_DAYS)
+    lake = sub.add_parser("lake-steps")
+    lake.add_argument("--dagster-home", required=True)
+    reader = sub.add_parser("lake-reader")
+    for name in ("--catalog", "--data-path", "--out", "--stop-file"):
+        reader.add_argument(name, required=True)
+    reader.add_argument("--interval", type=float, default=LAKE_READER_INTERVAL)
     a = p.parse_args(argv)
     try:
         if a.what == "steps":
             out = run_steps(Path(a.dagster_home))
+        elif a.what == "lake-steps":
+            out = lake_steps(Path(a.dagster_home))
+        elif a.what == "lake-reader":
+            out = lake_reader(a.catalog, a.data_path, Path(a.out), Path(a.stop_file), a.interval)
         else:
             out = prepare_history(
                 Path(a.source), Path(a.warehouse), Path(a.landing), a.as_of, a.tz, a.days

@@ -7,6 +7,7 @@ and (end to end only) Dagster in their own processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ STAGE_ORDER = (
     "exports",
     "per_event",
     *cmds.COMMAND_STAGES,
+    cmds.LAKE_STAGE,  # --backend lake: one stage `cmd_run_lake_w<N>` per worker count
 )
 NEEDS = {
     "marts": ("ingest",),
@@ -52,6 +54,10 @@ NEEDS = {
     **{name: ("cmd_run",) for name in cmds.COMMAND_STAGES if name != "cmd_run"},
 }
 TARGETS_TIER = "L"
+BACKENDS = ("file", "lake")
+DEFAULT_WORKERS = (1, 2)
+LAKE_RATIO_TARGET = 1.2  # lake run (most workers) / file progress run, at most
+LAKE_PUBLISH_TARGET_S = 10.0  # the publish step at L, at most
 
 
 class BenchError(Exception):
@@ -417,6 +423,339 @@ def command_stage(
     return stage
 
 
+# -- the lake backend: progress run --backend lake, one measurement per worker count ---------------
+def lake_stage_name(workers: int) -> str:
+    return f"{cmds.LAKE_STAGE}_w{workers}"
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of `values`, None when empty."""
+    if not values:
+        return None
+    import math
+
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+def _latency(rows: list[dict]) -> dict[str, object]:
+    ok = [r["seconds"] for r in rows if "error" not in r]
+    return {
+        "queries": len(rows),
+        "errors": len(rows) - len(ok),
+        "p50_ms": None if not ok else round(_percentile(ok, 50) * 1000, 1),
+        "p95_ms": None if not ok else round(_percentile(ok, 95) * 1000, 1),
+        "max_ms": None if not ok else round(max(ok) * 1000, 1),
+    }
+
+
+def reader_figures(rows: list[dict], steps: dict) -> dict[str, object]:
+    """The reader's latencies over the whole run and over the queries started while the
+    publish step ran (its STEP_START .. STEP_SUCCESS in the event log)."""
+    lo, hi = steps.get("publish_start"), steps.get("publish_end")
+    during = [r for r in rows if lo and hi and lo <= r["t"] <= hi]
+    counts = sorted({r["count"] for r in rows if "count" in r})
+    return {
+        "query": cmds.LAKE_READER_QUERY,
+        "interval_seconds": cmds.LAKE_READER_INTERVAL,
+        "whole_run": _latency(rows),
+        "during_publish": _latency(during),
+        "counts_seen": counts[:5],
+    }
+
+
+class LakeServer:
+    """The benchmark's own Postgres (the catalog, `pipelines/bench/postgres.py`) and the tier's
+    lake folder; one catalog database per measurement."""
+
+    def __init__(self, folder: Path) -> None:
+        import tempfile
+
+        from pipelines.bench import postgres
+
+        self.folder = folder
+        # the server's folder must be the postgres user's: a temporary folder, not the work tree
+        self.scratch = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.scratch.chmod(0o755)  # the postgres user reaches its folder inside
+        try:
+            self.server = postgres.start_postgres(self.scratch / "pg")
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise BenchError(f"could not start Postgres for the lake: {exc}") from None
+
+    def create_database(self, template: str | None = None) -> str:
+        """A new catalog database: empty, or a copy of `template` (`createdb -T`)."""
+        if template is None:
+            return self.server.create_database()
+        from pipelines.bench import postgres
+
+        name = f"lake_{next(self.server._databases)}"
+        server = self.server
+        postgres._run([server.bin / "createdb", "-h", server.socket_dir, "-p", server.port,
+                       "-U", "postgres", "-T", template, name])  # fmt: skip
+        return name
+
+    def close(self) -> None:
+        from pipelines.bench import postgres
+
+        try:
+            postgres.stop_postgres(self.server)
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def lake_stage(
+    workers: int,
+    server: LakeServer,
+    previous: dict | None,
+    *,
+    landing: Path,
+    work: Path,
+    as_of: str,
+    timezone: str,
+    max_rss_gb: float,
+    timeout: float,
+    reader: bool,
+) -> tuple[dict[str, object], dict]:
+    """`progress run --backend lake --workers N` measured as a process tree, on a fresh catalog
+    database: empty for the first measurement, else a copy (`createdb -T`) of the previous
+    measurement's catalog on the same data folder (one previous publication). Returns the
+    stage and the lake it left (`database`, `data_path`) for the next measurement."""
+    name = lake_stage_name(workers)
+    folder = server.folder
+    data_path = folder / "data"
+    if previous is None:
+        shutil.rmtree(data_path, ignore_errors=True)
+        data_path.mkdir(parents=True)
+        database = server.create_database()
+    else:
+        database = server.create_database(template=previous["database"])
+    catalog = server.server.dsn(database)
+    home = cmds.lake_home(folder / f"dagster-w{workers}")
+    warehouse = folder / f"w{workers}" / "warehouse.duckdb"
+    shutil.rmtree(warehouse.parent, ignore_errors=True)
+    warehouse.parent.mkdir(parents=True)
+    env = cmds.user_env({"DAGSTER_HOME": str(home)})
+    cmd = cmds.lake_command_line(
+        landing=landing,
+        warehouse=warehouse,
+        as_of=as_of,
+        timezone=timezone,
+        catalog=catalog,
+        data_path=data_path,
+        workers=workers,
+    )
+    reader_proc = None
+    reader_out, stop = folder / f"reader-w{workers}.jsonl", folder / f"reader-w{workers}.stop"
+    reader_err = folder / f"reader-w{workers}.stderr"
+    stop.unlink(missing_ok=True)
+    if reader:
+        err_file = reader_err.open("w", encoding="utf-8")
+        reader_proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.bench.commands", "lake-reader", "--catalog",
+             catalog, "--data-path", str(data_path), "--out", str(reader_out),
+             "--stop-file", str(stop)],
+            stdout=subprocess.PIPE, stderr=err_file, text=True, env=cmds.user_env(),
+        )  # fmt: skip
+        assert reader_proc.stdout is not None
+        if reader_proc.stdout.readline().strip() != "ready":
+            reader_proc.kill()
+            reader_proc.wait()
+            err_file.close()
+            tail = [line for line in reader_err.read_text().splitlines() if line.strip()]
+            raise BenchError(f"the lake reader did not start: {tail[-1] if tail else '?'}")
+    try:
+        stage = run_command(
+            name, cmd, work, env=env, cwd=cmds.ROOT, max_rss_gb=max_rss_gb, timeout=timeout
+        )
+    finally:
+        if reader_proc is not None:
+            stop.touch()
+            try:
+                reader_proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                reader_proc.kill()
+                reader_proc.wait()
+            err_file.close()
+    details = stage["details"]
+    details.update(
+        {
+            "workers": workers,
+            "catalog_database": database,
+            "data_path": str(data_path),
+            "lake_before": "empty" if previous is None else "one previous publication",
+        }
+    )
+    stage["note"] = (
+        "empty lake"
+        if previous is None
+        else f"lake holding one publication ({lake_stage_name(previous['workers'])}'s)"
+    )
+    if stage["status"] == "ok":
+        try:
+            summary = json.loads((work / f"{name}.stdout").read_text(encoding="utf-8"))
+            details["snapshot"] = summary.get("snapshot")
+        except (OSError, ValueError):
+            details["snapshot"] = None
+        steps = _helper(["lake-steps", "--dagster-home", str(home)], timeout)
+        details.update(
+            {k: v for k, v in steps.items() if k not in ("runs", "run_start", "run_end")}
+        )
+        wall = stage["seconds"]
+        inside = sum(
+            v or 0
+            for v in (
+                steps.get("prepare_seconds"),
+                steps.get("bucket_steps_span_seconds"),
+                steps.get("publish_seconds"),
+            )
+        )
+        details["outside_steps_seconds"] = round(wall - inside, 3)
+        details["serial_seconds"] = (
+            round(wall - steps["bucket_steps_sum_seconds"], 3)
+            if steps.get("bucket_steps_sum_seconds") is not None
+            else None
+        )
+        if steps.get("run_status") != "SUCCESS":
+            stage.update(status="failed", seconds=None, cpu_seconds=None)
+            stage["error"] = f"lake_job run {steps.get('run_status')}"
+        if reader_proc is not None:
+            rows = [
+                json.loads(line)
+                for line in reader_out.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+            own = {}
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                own = json.loads(reader_proc.stdout.read().strip().splitlines()[-1])
+            details["reader"] = reader_figures(rows, steps) | {
+                "concurrent_with_run": True,
+                # the reader process's own CPU (imports and attach included): what it took
+                # from the measured run's 2 cores
+                "reader_cpu_seconds": own.get("cpu_seconds"),
+            }
+    return stage, {"database": database, "workers": workers}
+
+
+def lake_ratios(result: dict, workers: tuple[int, ...]) -> dict[str, object]:
+    """Speed-up, serial share, lake / file ratio and publish time of the lake stages."""
+    stages = result["stages"]
+
+    def ok(n: int) -> dict:
+        stage = stages.get(lake_stage_name(n)) or {}
+        return stage if stage.get("status") == "ok" else {}
+
+    one, most = ok(min(workers)), ok(max(workers))
+    d1, dn = one.get("details") or {}, most.get("details") or {}
+    serial = d1.get("serial_seconds")
+    return {
+        "workers": list(workers),
+        "speedup": _ratio(one.get("seconds"), most.get("seconds")) if len(workers) > 1 else None,
+        "speedup_workers": f"{min(workers)} -> {max(workers)}",
+        "serial_share": (
+            _ratio(serial, one.get("seconds")) if min(workers) == 1 and serial is not None else None
+        ),
+        "bucket_steps_share": (
+            _ratio(d1.get("bucket_steps_sum_seconds"), one.get("seconds"))
+            if min(workers) == 1
+            else None
+        ),
+        "lake_over_file_run": _ratio(most.get("seconds"), _seconds(stages, "cmd_run")),
+        "publish_seconds": dn.get("publish_seconds"),
+        "files_per_publication": (dn.get("publication") or {}).get("files"),
+        "bucket_steps": dn.get("bucket_steps"),
+        "reader": dn.get("reader"),
+    }
+
+
+def lake_targets(result: dict) -> list[dict[str, object]]:
+    lake = result.get("lake") or {}
+    binding = result["tier"]["name"] == TARGETS_TIER
+    rows = [
+        (
+            f"lake run ({max(lake.get('workers') or [0])} workers) / file progress run "
+            f"<= {LAKE_RATIO_TARGET}",
+            lake.get("lake_over_file_run"),
+            lambda v: v <= LAKE_RATIO_TARGET,
+        ),
+        (
+            f"lake publish step <= {LAKE_PUBLISH_TARGET_S:g} s",
+            lake.get("publish_seconds"),
+            lambda v: v <= LAKE_PUBLISH_TARGET_S,
+        ),
+    ]
+    return [
+        {
+            "target": name,
+            "value": value,
+            "met": None if value is None else bool(test(value)),
+            "binding": binding,
+        }
+        for name, value, test in rows
+    ]
+
+
+def run_lake_stages(
+    result: dict,
+    workers: tuple[int, ...],
+    *,
+    landing: Path,
+    work: Path,
+    as_of: str,
+    console: Console,
+    max_rss_gb: float,
+    timeout: float,
+) -> dict[str, object]:
+    """Every lake measurement, fewest workers first, on the benchmark's own Postgres; the
+    reader runs during the last one (most workers) when its lake holds a previous publication
+    (with one worker count alone, the lake is empty and there is no reader)."""
+    folder = work / "lake"
+    folder.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    server = LakeServer(folder)
+    info: dict[str, object] = {
+        "postgres": str(server.server.bin),
+        "postgres_start_seconds": round(time.perf_counter() - t0, 3),
+        "data_path": str(folder / "data"),
+        "lake_before": (
+            f"{lake_stage_name(workers[0])}: empty; each later measurement: a copy of the "
+            "previous one's catalog (createdb -T) on the same data folder, i.e. one previous "
+            "publication"
+        ),
+    }
+    previous = None
+    try:
+        for n in workers:
+            name = lake_stage_name(n)
+            try:
+                stage, lake_left = lake_stage(
+                    n, server, previous, landing=landing, work=work, as_of=as_of,
+                    timezone=TIMEZONE, max_rss_gb=max_rss_gb, timeout=timeout,
+                    # a read-only attach needs an existing lake: not beside the first run
+                    reader=n == workers[-1] and previous is not None,
+                )  # fmt: skip
+            except (BenchError, OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                stage, lake_left = _skipped(None) | {"status": "failed", "error": str(exc)}, None
+            result["stages"][name] = stage
+            if stage["status"] == "ok":
+                previous = lake_left
+            d = stage["details"]
+            console.print(
+                f"  {name}: {stage['status']}: {_fmt(stage['seconds'])} s, "
+                f"{_fmt(stage['peak_rss_mb'], 0)} MB peak RSS; prepare "
+                f"{_fmt(d.get('prepare_seconds'))} s, {d.get('bucket_steps')} bucket step(s) "
+                f"{_fmt(d.get('bucket_steps_sum_seconds'))} s summed / "
+                f"{_fmt(d.get('bucket_steps_span_seconds'))} s span, publish "
+                f"{_fmt(d.get('publish_seconds'))} s"
+                + (f" [red]{stage['error']}[/]" if stage["error"] else ""),
+                highlight=False,
+            )
+    finally:
+        server.close()
+    return info
+
+
 # -- ratios and targets ------------------------------------------------------------------------
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a is not None and b else None
@@ -589,6 +928,14 @@ def _fmt(v, digits: int = 2, missing: str = "-") -> str:
 
 def _note(name: str, stage: dict) -> str:
     d = stage.get("details") or {}
+    if name.startswith(cmds.LAKE_STAGE) and d:
+        return (
+            f"{d.get('lake_before')}; prepare {_fmt(d.get('prepare_seconds'))}, "
+            f"{d.get('bucket_steps')} bucket step(s) {_fmt(d.get('bucket_steps_sum_seconds'))} "
+            f"summed / {_fmt(d.get('bucket_steps_span_seconds'))} span, publish "
+            f"{_fmt(d.get('publish_seconds'))} s, "
+            f"{(d.get('publication') or {}).get('files')} files"
+        )
     if name.startswith("cmd_") and d:
         text = (
             f"tree {_fmt(d.get('tree_peak_rss_mb'), 0)} MB sampled, largest process "
@@ -671,6 +1018,27 @@ def print_result(result: dict, console: Console) -> None:
     for key, value in (r.get("linearity_L_over_M") or {}).items():
         ratios_table.add_row(f"linearity_L_over_M.{key}", _fmt(value, 3))
     console.print(ratios_table)
+    lake = result.get("lake")
+    if lake:
+        lake_table = Table("lake figure", "value", title="lake backend")
+        for key in (
+            "speedup",
+            "serial_share",
+            "bucket_steps_share",
+            "lake_over_file_run",
+            "publish_seconds",
+            "files_per_publication",
+            "bucket_steps",
+        ):
+            lake_table.add_row(key, _fmt(lake.get(key), 3))
+        reader = lake.get("reader") or {}
+        for part in ("during_publish", "whole_run"):
+            r = reader.get(part) or {}
+            lake_table.add_row(
+                f"reader {part.replace('_', ' ')} p50 / p95 ms ({r.get('queries')} queries)",
+                f"{_fmt(r.get('p50_ms'), 1)} / {_fmt(r.get('p95_ms'), 1)}",
+            )
+        console.print(lake_table)
     t = Table("target (tier L)", "value", "met", title="targets")
     for row in result["targets"]:
         met = {True: "[green]met[/]", False: "[red]missed[/]", None: "-"}[row["met"]]
@@ -700,14 +1068,28 @@ def run_bench(
     console: Console | None = None,
     max_rss_gb: float = MAX_RSS_GB,
     stage_timeout: float = STAGE_TIMEOUT_S,
-    stages: tuple[str, ...] = STAGE_ORDER,
+    stages: tuple[str, ...] | None = None,
+    backend: str = "file",
+    workers: tuple[int, ...] = DEFAULT_WORKERS,
 ) -> dict:
     """Benchmark one tier; write the JSON to `out_json` (default bench-results/<tier>.json).
+
+    `backend="lake"` adds the stage cmd_run_lake (one measurement per count of `workers`,
+    `progress run --backend lake`) on a Postgres catalog this benchmark starts and stops; the
+    JSON then has a `lake` object (speed-up, serial share, lake / file ratio, publish time,
+    reader latency). With the file backend the stage is not run.
 
     Raises BenchError (after writing the JSON) when a stage failed, e.g. the SQL peer's tables
     differ from the pipeline's marts: its figures must not be used.
     """
     tier = _tier(tier)
+    if backend not in BACKENDS:
+        raise BenchError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    workers = tuple(sorted(set(workers)))
+    if not workers or min(workers) < 1:
+        raise BenchError("--workers must be positive counts, e.g. 1,2")
+    if stages is None:
+        stages = tuple(n for n in STAGE_ORDER if backend == "lake" or n != cmds.LAKE_STAGE)
     unknown = [name for name in stages if name not in STAGE_ORDER]
     if unknown or not stages:
         raise BenchError(
@@ -813,6 +1195,19 @@ def run_bench(
         },
     }
     for name in stages:
+        if name == cmds.LAKE_STAGE:
+            if backend != "lake":
+                result["stages"][name] = _skipped("needs --backend lake")
+                continue
+            console.print(
+                f"stage [bold]{name}[/] (workers {', '.join(map(str, workers))}) ...",
+                highlight=False,
+            )
+            result["lake"] = run_lake_stages(
+                result, workers, landing=landing, work=work, as_of=as_of, console=console,
+                max_rss_gb=max_rss_gb, timeout=stage_timeout,
+            )  # fmt: skip
+            continue
         if name == "per_event" and not tier.per_event:
             result["stages"][name] = _skipped("per-event style runs at tier S only")
             continue
@@ -864,6 +1259,9 @@ def run_bench(
             siblings[name] = found | {"_path": str(path)}
     result["ratios"] = ratios(result, siblings)
     result["targets"] = targets(result)
+    if "lake" in result:
+        result["lake"] |= lake_ratios(result, workers)
+        result["targets"] += lake_targets(result)
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["load_average_end"] = list(os.getloadavg())
     out_json.parent.mkdir(parents=True, exist_ok=True)
