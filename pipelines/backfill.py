@@ -31,6 +31,7 @@ import polars as pl
 
 from pipelines.core.engine import alerts_in_buckets
 from pipelines.core.history import (
+    AS_OF_DATE,
     days_between,
     end_of_day,
     read_dates,
@@ -222,9 +223,17 @@ def alerts_from(
         current = con.execute(
             "SELECT * FROM marts.lecture_progress WHERE risk_level <> 'NORMAL'"
         ).pl()
-    alerts = with_titles(con, alerts_in_buckets(con, as_of, thresholds, current))
+    return summarize_alerts(con, as_of, alerts_in_buckets(con, as_of, thresholds, current))
+
+
+def summarize_alerts(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, alerts: pl.DataFrame
+) -> AlertsSummary:
+    """Alerts as of `as_of` (computed elsewhere: by `alerts_in_buckets`, or by a lake run's
+    bucket steps) with their lecture titles from `con`."""
     previous = end_of_day(as_of.date() - timedelta(days=1))
-    return AlertsSummary(as_of=as_of, previous=previous, alerts=alerts)
+    ordered = alerts.sort(AS_OF_DATE, "enrollment_id")
+    return AlertsSummary(as_of=as_of, previous=previous, alerts=with_titles(con, ordered))
 
 
 def with_titles(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame) -> pl.DataFrame:

@@ -311,7 +311,7 @@ def run(
         fail(one_line(exc), ExitCode.INTERNAL)
     alerts = None
     try:
-        from pipelines.backfill import alerts_from, alerts_summary
+        from pipelines.backfill import alerts_from, alerts_summary, summarize_alerts
 
         if lake is None:
             alerts = alerts_summary(warehouse, report.as_of)
@@ -319,7 +319,11 @@ def run(
             from pipelines.core.lake import connect
 
             with connect(lake, snapshot=report.snapshot) as con:
-                alerts = alerts_from(con, report.as_of)
+                alerts = (
+                    alerts_from(con, report.as_of)  # a re-executed publication
+                    if report.alerts is None
+                    else summarize_alerts(con, report.as_of, report.alerts)
+                )
     except Exception as exc:  # alerts are a convenience; the run itself has published
         err.print(f"[yellow]warning:[/] alerts not computed: {one_line(exc)}", highlight=False)
     if lake is not None:

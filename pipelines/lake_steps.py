@@ -183,8 +183,10 @@ def lake_publish(
     settings: ProgressSettings,
     lake: LakeResource,
     pieces: list[fanout.Piece],
-) -> int:
-    """Stage what the bucket steps did not, then register every file in one transaction."""
+) -> dict:
+    """Stage what the bucket steps did not, then register every file in one transaction.
+    Returns {"snapshot": its number, "alerts": who rose since the previous day (the frame
+    `progress run` prints; None when re-executed after its commit)}."""
     root = _root(context)
     folder = lake.build_dir(root)
     config = lake.lake_config()
@@ -192,7 +194,7 @@ def lake_publish(
     if done_before is not None:  # killed after its commit, then re-executed: already published
         context.log.info(f"run {root} was already published as snapshot {done_before}")
         shutil.rmtree(folder, ignore_errors=True)
-        return done_before
+        return {"snapshot": done_before, "alerts": None}
     total = fanout.merge(pieces)
     violations = [f"marts.{n}: {v}" for n, found in total.violations.items() for v in found]
     if violations:
@@ -242,6 +244,7 @@ def lake_publish(
         replace_where,
         root,
     )
+    alerts = fanout.kept_frame(total, "run_alerts")
     shutil.rmtree(folder, ignore_errors=True)
     context.log.info(
         f"published run {context.run.run_id} to the lake: snapshot {done.snapshot}, "
@@ -259,7 +262,7 @@ def lake_publish(
                 },
             )
         )
-    return done.snapshot
+    return {"snapshot": done.snapshot, "alerts": alerts}
 
 
 @dg.graph

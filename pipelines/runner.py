@@ -53,6 +53,7 @@ class RunReport:
     ledger: list[dict] = field(default_factory=list)
     publication: dict = field(default_factory=dict)
     snapshot: int | None = None  # the lake backend: the snapshot this run published
+    alerts: object = None  # the lake backend: the alerts its bucket steps computed (a frame)
 
 
 def check_timezone(timezone: str) -> None:
@@ -309,8 +310,10 @@ def run_lake(
         "progress/trigger": "cli",
         "progress/workers": str(workers),
     }
-    with _instance_for(workers, warehouse.parent) as instance:
-        result = dg.execute_job(job_, instance, run_config=config, tags=tags)
+    with (
+        _instance_for(workers, warehouse.parent) as instance,
+        dg.execute_job(job_, instance, run_config=config, tags=tags) as result,
+    ):
         try:
             failure = run_failure(result, warehouse)
         except Interrupted:
@@ -320,6 +323,7 @@ def run_lake(
             _discard_run(warehouse, lake, result.run_id)
             raise failure
         report = RunReport(run_id=result.run_id, as_of=instant)
+        report.alerts = result.output_for_node("lake_publish")["alerts"]
     from pipelines.core.lake import connect
     from pipelines.core.lake_run import publication_snapshot
     from pipelines.resources import LakeResource

@@ -30,7 +30,7 @@ from pipelines.core.contract import TABLES
 from pipelines.core.extracts import find_files
 from pipelines.jobs import daily_job, exports_job, lake_job, progress_job
 from pipelines.resources import ProgressSettings
-from pipelines.schedules import daily_run_request
+from pipelines.schedules import daily_run_request, on_lake
 
 MINIMUM_INTERVAL_SECONDS = 60
 
@@ -73,7 +73,7 @@ def _now() -> datetime:
 
 @dg.sensor(
     name="landing_sensor",
-    jobs=[daily_job, lake_job],
+    job=lake_job if on_lake() else daily_job,  # the backend, as the code location loads
     minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
     # Stopped until an operator starts it (Automation page): starting `dagster dev` must not
     # republish the warehouse from whatever folder `.env` points at.

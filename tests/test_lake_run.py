@@ -94,6 +94,8 @@ def test_lake_run_equals_the_file_run_and_readers_see_each_publication(local_lak
         assert on_lake.exit_code == 0, on_lake.output
         summary = json.loads(on_lake.stdout)
         assert summary["snapshot"] is not None
+        # the alerts the lake's bucket steps computed are the file run's
+        assert summary["alerts"] == json.loads(on_file.stdout)["alerts"]
         counted = json.loads(on_file.stdout)["tables"]
         assert {k: v for k, v in summary["tables"].items() if k != "marts.publication"} == {
             k: v

@@ -443,6 +443,22 @@ def history_in_buckets(
     return out
 
 
+def bucket_alerts(
+    inputs: dict[str, pl.DataFrame],
+    current: pl.DataFrame,
+    day: date,
+    thresholds: RiskThresholds,
+) -> pl.DataFrame:
+    """A bucket's alerts of `day`: its lecture_progress now (`current`; only the rows at
+    risk matter) against the end of the previous day, computed for those enrollments alone
+    (only they can have risen)."""
+    now = current.filter(pl.col("risk_level") != "NORMAL")
+    before = lecture_progress_on(_only(inputs, now[E]), day - timedelta(days=1), thresholds)
+    dated = now.with_columns(pl.lit(day, pl.Date).alias(AS_OF_DATE))
+    every = pl.concat([before, dated.select(before.columns)], how="vertical_relaxed")
+    return risk_alerts(every).filter(pl.col(AS_OF_DATE) == day)
+
+
 def alerts_in_buckets(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime,
@@ -456,23 +472,17 @@ def alerts_in_buckets(
     `current`: lecture_progress as of `as_of` when the caller has it (the published marts of
     a run at that instant); else it is computed bucket by bucket. The previous day is computed
     only for enrollments at risk now (only they can have risen)."""
-    day = as_of.date()
     plan = bucket_plan(con, target)
     frames: list[pl.DataFrame] = []
-    dated = lambda frame: frame.with_columns(pl.lit(day, pl.Date).alias(AS_OF_DATE))  # noqa: E731
     at_risk = None if current is None else current.filter(pl.col("risk_level") != "NORMAL")
 
     def compute(inputs: dict[str, pl.DataFrame]) -> None:
         now = at_risk
         if now is None:
-            now = lecture_progress_at(inputs, as_of, thresholds).filter(
-                pl.col("risk_level") != "NORMAL"
-            )
+            now = lecture_progress_at(inputs, as_of, thresholds)
         else:
             now = now.filter(pl.col(E).is_in(inputs["enrollments"][E].implode()))
-        before = lecture_progress_on(_only(inputs, now[E]), day - timedelta(days=1), thresholds)
-        every = pl.concat([before, dated(now).select(before.columns)], how="vertical_relaxed")
-        frames.append(risk_alerts(every).filter(pl.col(AS_OF_DATE) == day))
+        frames.append(bucket_alerts(inputs, now, as_of.date(), thresholds))
 
     only = None if at_risk is None else at_risk[E]
     for_each_bucket(con, plan, compute, only=only)

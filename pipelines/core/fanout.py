@@ -41,6 +41,7 @@ from .engine import (
     _SUMMARY_INPUT,
     REFERENCE_TABLES,
     _only,
+    bucket_alerts,
     bucket_history,
     read_inputs,
     risk_distribution,
@@ -69,7 +70,12 @@ Check = Callable[[dict[str, pl.DataFrame], int], tuple[dict[str, str], dict[str,
 # (history table, frame) -> raises when the frame breaks its schema
 Validate = Callable[[str, pl.DataFrame], object]
 # Beside the build: what a bucket step keeps for the publish step (not published as such).
-KEPT = {"streaks": "streaks", "narrow": "history-narrow", "alerts": "history-alerts"}
+KEPT = {
+    "streaks": "streaks",
+    "narrow": "history-narrow",
+    "alerts": "history-alerts",
+    "run_alerts": "run-alerts",  # who rose since the previous day, for `progress run` to print
+}
 
 
 @dataclass
@@ -216,6 +222,8 @@ def stage_piece(
                 piece.violations.setdefault(name, []).extend(found)
             for level, count in risk_distribution(marts["lecture_progress"]).items():
                 piece.risk[level] += count
+            rose = bucket_alerts(inputs, marts["lecture_progress"], as_of.date(), thresholds)
+            _keep(piece, folder, "run_alerts", index, rose)
             if outcomes:
                 ids = read_bucket(con, "outcomes", [E], bucket, plan)[E].unique()
                 if ids.len():
