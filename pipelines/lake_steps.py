@@ -18,6 +18,7 @@ their own staged files, then publishes.
 """
 
 import shutil
+import time
 from datetime import date, datetime
 
 import dagster as dg
@@ -231,6 +232,7 @@ def lake_publish(
         rows |= part.rows
         hashes |= part.hashes
         schemas |= part.schemas
+    started = time.perf_counter()
     done = lake_run.register(
         config,
         staged,
@@ -248,7 +250,8 @@ def lake_publish(
     shutil.rmtree(folder, ignore_errors=True)
     context.log.info(
         f"published run {context.run.run_id} to the lake: snapshot {done.snapshot}, "
-        f"{done.files} files, {len(staged)} tables"
+        f"{done.files} files, {len(staged)} tables; the catalog transaction (with the "
+        f"schema and views) took {time.perf_counter() - started:.1f} s"
     )
     for table in sorted(staged):
         context.log_event(
