@@ -255,7 +255,9 @@ def stage_piece(
                     if bucket is not None
                     else read_table(con, f"raw.{table}")
                 )
-                stage_frame(piece, config, stage_id, f"raw.{table}", index, _sorted(frame))
+                # in the ingest's order: the file is one academy range already, and sorting
+                # cost as much as writing it (measured at M: 3.6 of 15 s for the raw tables)
+                stage_frame(piece, config, stage_id, f"raw.{table}", index, frame)
             piece.seconds["stage"] += time.perf_counter() - now
     return piece
 
