@@ -273,6 +273,10 @@ def run(
 
     try:  # bad input is refused before Dagster is even imported
         lake = lake_config(backend, catalog, data_path)
+        if lake is None and (workers != 1 or steps or history_date):
+            raise CommandFailed(
+                "--workers, --steps and --history-date need --backend lake", ExitCode.USAGE
+            )
         instant, source = resolve_as_of(as_of, landing, timezone)
         check_landing(landing)
     except CommandFailed as exc:

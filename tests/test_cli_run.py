@@ -219,6 +219,10 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path):
     result = progress("status", "--warehouse", str(tmp_path / "none.duckdb"))
     assert result.returncode == ExitCode.USAGE and "Traceback" not in result.stderr
     assert progress("run", "--bogus").returncode == ExitCode.USAGE
+    # the lake run's options are refused on the file backend rather than ignored
+    lake_only = runner.invoke(app, [*args[:-1], "2026-03-16", "--workers", "2"])
+    assert lake_only.exit_code == ExitCode.USAGE
+    assert "--workers, --steps and --history-date need --backend lake" in lake_only.output
 
 
 def test_interrupt_stops_the_run_and_publishes_nothing(tmp_path):
