@@ -27,6 +27,7 @@ import polars as pl
 from assets.extracts import AUDIT_DOC, AUDIT_TABLE, ingest_into
 from assets.marts import check_bucket
 from pipelines.core import fanout, lake_run, publish
+from pipelines.core import lake as lake_store
 from pipelines.core.contract import TABLES
 from pipelines.core.evaluation import (
     RULE_EVALUATION_SCHEMA,
@@ -156,6 +157,16 @@ def _evaluation(con, total: fanout.Piece, as_of, settings) -> pl.DataFrame:
     return evaluate_streaks(kept, outcomes, as_of, sweep_pairs(settings.thresholds))
 
 
+def _published_by_this_run(context, lake: LakeResource, root: str) -> int | None:
+    """The snapshot an earlier attempt of this run (the root run or a re-execution of it)
+    already committed, if any: a publish step killed after its commit (the build folder
+    then possibly deleted) is re-executed without failing or publishing twice."""
+    runs = {root, *context.instance.get_run_ids(dg.RunsFilter(tags={"dagster/root_run_id": root}))}
+    with lake_store.connect(lake.lake_config()) as con:  # (read-write attach: a new lake)
+        found = lake_store.snapshots(con).filter(pl.col("run_id").is_in(sorted(runs)))
+    return int(found["snapshot_id"][-1]) if found.height else None
+
+
 @dg.op(tags={"kind": "ducklake"})
 def lake_publish(
     context: dg.OpExecutionContext,
@@ -167,6 +178,11 @@ def lake_publish(
     root = _root(context)
     folder = lake.build_dir(root)
     config = lake.lake_config()
+    already = _published_by_this_run(context, lake, root)
+    if already is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        context.log.info(f"run {root} is already published to the lake: snapshot {already}")
+        return already
     total = fanout.merge(pieces)
     violations = [f"marts.{n}: {v}" for n, found in total.violations.items() for v in found]
     if violations:
