@@ -65,7 +65,7 @@ def test_killed_steps_leave_one_whole_publication_and_reexecution_publishes(worl
     setup, landing, instance = world["setup"], world["landing"], world["instance"]
     seconds, rng = world["seconds"], random.Random(14)
     bucket = max(v for k, v in seconds.items() if k.startswith("lake_bucket"))
-    with lt.Readers(setup.config, 2) as readers:
+    with lt.Readers(setup.config, 2, pause=0.3) as readers:
         trials = [  # a moment in the first half of the step's life, so the kill lands
             lt.kill_trial(setup, landing, instance, world["reference"], "bucket", rng,
                           bucket / 2, attempts=3),

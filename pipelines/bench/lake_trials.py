@@ -459,11 +459,11 @@ def is_mixed(counts: dict[str, int], audit: str, rows: dict, hashes: dict) -> bo
 
 
 class Readers:
-    """`count` reader threads reading the lake (`read_once`, each its own connection) until
-    stopped: `with Readers(config, 3) as readers: ...` then `readers.readings`."""
+    """`count` reader threads reading the lake (`read_once`, each its own connection, `pause`
+    seconds between two reads) until stopped: `with Readers(config, 3) as readers: ...` then `readers.readings`."""
 
-    def __init__(self, config: lake.LakeConfig, count: int = 3) -> None:
-        self.config, self.count = config, count
+    def __init__(self, config: lake.LakeConfig, count: int = 3, pause: float = 0.0) -> None:
+        self.config, self.count, self.pause = config, count, pause
         self.readings = Readings()
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.seen: set[str] = set()
@@ -503,6 +503,8 @@ class Readers:
                     readings.mixed += mixed
                     readings.latencies.append(elapsed)
                     self.seen.add(run_id)
+                if self.pause:  # leave the publishing run some CPU (a 2-core machine)
+                    self.stop.wait(self.pause)
         finally:
             con.close()
 
