@@ -626,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                     readers.readings.publications_made = len(lake_state(config).snapshots) - shots
+                    readers.readings.publications_seen = len(readers.seen)
                     context["readers"] = readers.readings.summary() | {
                         "readers": args.readers,
                         "seconds": round(time.perf_counter() - began_reading, 1),
