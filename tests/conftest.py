@@ -107,6 +107,7 @@ def ingest(tmp_path):
 LONGEST_FIRST = [
     "test_bench.py",
     "test_lake_run.py",
+    "test_lake_faults.py",
     "test_bucketed_equivalence.py",
     "test_publication_kills.py",
     "test_publication_safety.py",
@@ -114,6 +115,7 @@ LONGEST_FIRST = [
     "test_reliability.py",
     "test_dagster.py",
     "test_lake.py",
+    "test_bench_lake.py",
     "test_evaluation.py",
     "test_history.py",
     "test_cli_run.py",

@@ -1,5 +1,6 @@
 """Real parts for the lake tests, started by the tests: a Postgres server from Debian's
-packages (the DuckLake catalog) and moto's S3 server (the data path).
+packages (the DuckLake catalog, and the storage of a Dagster instance for multiprocess runs)
+and moto's S3 server (the data path). The server helpers are `pipelines.bench.postgres`.
 
 Postgres is skipped only when its binaries are absent locally; under `CI=true` their absence
 fails the tests instead (`.ci/run` installs them). Every port is a free one and every folder a
@@ -8,13 +9,10 @@ fresh temporary one, so the two xdist workers each start their own server.
 
 from __future__ import annotations
 
-import glob
 import itertools
 import logging
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,73 +20,15 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def postgres_bin() -> Path | None:
-    """The newest Debian Postgres bin folder holding `initdb`, or None."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name),
-    )
-    return Path(found[-1]).parent if found else None
-
-
-@dataclass
-class Postgres:
-    bin: Path
-    data: Path
-    socket_dir: Path
-    port: int
-    _databases: itertools.count
-
-    def dsn(self, database: str) -> str:
-        return f"dbname={database} host=127.0.0.1 port={self.port} user=postgres"
-
-    def create_database(self) -> str:
-        name = f"lake_{next(self._databases)}"
-        _run([self.bin / "createdb", "-h", str(self.socket_dir), "-p", str(self.port),
-              "-U", "postgres", name])  # fmt: skip
-        return name
-
-
-def _run(cmd: list, as_postgres: bool = False) -> None:
-    cmd = [str(c) for c in cmd]
-    if as_postgres and os.geteuid() == 0:  # initdb and the server refuse to run as root
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stdout}{done.stderr}")
-
-
-def start_postgres(root: Path) -> Postgres:
-    """initdb in `root` and start the server on a free loopback port (a few seconds)."""
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        raise FileNotFoundError("no initdb under /usr/lib/postgresql/*/bin")
-    root.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data = root / "data"
-    _run([bin_dir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync",
-          "-E", "UTF8", "--locale", "C"], as_postgres=True)  # fmt: skip
-    port = free_port()
-    options = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-        # DuckLake decides which catalog errors to retry from their English text (lake.py)
-        "-c lc_messages=C"
-    )
-    _run([bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", root / "server.log", "-w",
-          "start"], as_postgres=True)  # fmt: skip
-    return Postgres(bin_dir, data, root, port, itertools.count(1))
-
-
-def stop_postgres(server: Postgres) -> None:
-    _run([server.bin / "pg_ctl", "-D", server.data, "-m", "fast", "-w", "stop"], as_postgres=True)
+# The server helpers live outside the tests (the lake trials start their own server too).
+from pipelines.bench.postgres import (  # noqa: F401 (re-exported for the lake tests)
+    Postgres,
+    dagster_home,
+    free_port,
+    postgres_bin,
+    start_postgres,
+    stop_postgres,
+)
 
 
 @pytest.fixture(scope="session")
@@ -169,3 +109,24 @@ def s3_lake(postgres: Postgres, s3_bucket: S3):
         s3_secret=s3_bucket.secret,
         s3_region=s3_bucket.region,
     )
+
+
+@pytest.fixture(scope="module")
+def dagster_pg_home(postgres: Postgres, tmp_path_factory) -> Iterator[Path]:
+    """DAGSTER_HOME of a Dagster instance of its own on the session's Postgres (a fresh
+    database: runs, event logs, schedules; `pipelines.bench.postgres.dagster_home`), set in
+    the environment for the test module, so the step processes of a multiprocess run and a
+    re-execution from failure share it."""
+    home = dagster_home(postgres, tmp_path_factory.mktemp("dagster_home"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def dagster_pg_instance(dagster_pg_home: Path):
+    """The Dagster instance at `dagster_pg_home` (Postgres storage), open for the module."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_pg_home)) as instance:
+        yield instance
