@@ -18,8 +18,9 @@ import duckdb
 import polars as pl
 from typer.testing import CliRunner
 
+from pipelines.bench.lake_trials import table_hashes as hashes_of
 from pipelines.cli import app
-from pipelines.core import lake, lake_run
+from pipelines.core import lake
 from pipelines.core.publish import content_hash
 from pipelines.core.views import VIEWS
 from pipelines.core.warehouse import read_table
@@ -42,21 +43,6 @@ def run(landing: Path, warehouse: Path, *extra: str):
         ["run", "--landing", str(landing), "--warehouse", str(warehouse), "--as-of", AS_OF,
          "--json", *extra],
     )  # fmt: skip
-
-
-# Wall-clock columns, different in any two runs (two file runs too): left out of the
-# comparison between backends, kept in the hashes a publication records.
-WALL_CLOCK = {"raw.ingest_audit": ["loaded_at"]}
-
-
-def hashes_of(con: duckdb.DuckDBPyConnection, comparable: bool) -> dict[str, str]:
-    found = {}
-    for table in lake_run.published_tables(con):
-        frame = read_table(con, table)
-        if comparable:
-            frame = frame.drop(WALL_CLOCK.get(table, []))
-        found[table] = content_hash(frame)
-    return found
 
 
 def file_hashes(warehouse: Path, comparable: bool = True) -> dict[str, str]:
