@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -89,6 +90,9 @@ def run_query(path: Path | None, query: str, rows: int | None, timeout: float | 
 
     con = con if con is not None else sandbox_connection(path)
     outcome: dict[str, object] = {}
+    # the worker's end is told by an Event, not Thread.is_alive(): a signal handler raising
+    # inside Thread.join() leaves is_alive() False on Python 3.11 while the thread still runs
+    done = threading.Event()
 
     def work() -> None:
         try:
@@ -108,6 +112,8 @@ def run_query(path: Path | None, query: str, rows: int | None, timeout: float | 
                 )
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
+        finally:
+            done.set()
 
     timed_out = threading.Event()
 
@@ -121,11 +127,19 @@ def run_query(path: Path | None, query: str, rows: int | None, timeout: float | 
         worker.start()
         if timer:
             timer.start()
-        while worker.is_alive():
-            worker.join(0.05)  # short waits: the main thread handles signals between them
+        while not done.wait(0.05):  # short waits: the main thread handles signals between them
+            pass
     except Interrupted:
-        con.interrupt()
-        worker.join(5)
+        # interrupted again until the worker stops: an interrupt that lands before DuckDB has
+        # begun the query is lost, and the query then ran on; closed here, not at interpreter
+        # exit, where DuckDB torn down beside its own running threads aborted the process
+        # ("terminate called without an active exception", exit -6 instead of 130; seen in CI)
+        deadline = time.monotonic() + 4
+        while not done.is_set() and time.monotonic() < deadline:
+            con.interrupt()
+            done.wait(0.1)
+        if done.is_set():
+            con.close()
         raise
     finally:
         if timer:
