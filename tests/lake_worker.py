@@ -30,6 +30,10 @@ def frames(run_id: str, rows: int = 200, buckets: int = 2) -> dict[str, list[pl.
     }
 
 
+def schemas() -> dict[str, pl.Schema]:
+    return {table: parts[0].schema for table, parts in frames("").items()}
+
+
 def stage(config: lake.LakeConfig, run_id: str, buckets: int = 2) -> dict[str, list[str]]:
     staged: dict[str, list[str]] = {}
     for table, parts in frames(run_id, buckets=buckets).items():
@@ -44,7 +48,9 @@ def publish(
     con: duckdb.DuckDBPyConnection, config: lake.LakeConfig, run_id: str, buckets: int = 2
 ) -> int:
     staged = stage(config, run_id, buckets)
-    return lake.publish(con, staged, None, {"run_id": run_id}, f"test publication {run_id}")
+    return lake.publish(
+        con, staged, schemas(), None, {"run_id": run_id}, f"test publication {run_id}"
+    )
 
 
 def read_once(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -96,7 +102,9 @@ def main(argv: list[str]) -> None:
         con = lake.connect(config)
         staged = stage(config, argv[1], int(argv[2]))
         print("staged", flush=True)  # the test kills it from here on: in or around publish
-        snapshot = lake.publish(con, staged, None, {"run_id": argv[1]}, f"killable {argv[1]}")
+        snapshot = lake.publish(
+            con, staged, schemas(), None, {"run_id": argv[1]}, f"killable {argv[1]}"
+        )
         print("published", snapshot, flush=True)
 
 

@@ -112,7 +112,8 @@ def test_publish_reads_back_the_same_content(where, request):
             staged.setdefault(f"marts.{name}", []).append(path)
     assert all(len(files) == 2 for files in staged.values())
     row = {"run_id": "run-1", "as_of": "2026-11-25 23:59:59", "content_hashes": json.dumps(hashes)}
-    snapshot = lake.publish(con, staged, docs, row, "progress run run-1")
+    schemas = {f"marts.{n}": marts[n].schema for n in PROGRESS_MARTS}
+    snapshot = lake.publish(con, staged, schemas, docs, row, "progress run run-1")
     con.close()
 
     with lake.connect(config, read_only=True) as reader:

@@ -151,7 +151,9 @@ def register(
         }
         as_of_text = as_of.isoformat(sep=" ") if as_of else "-"
         message = f"progress run {run_id} as of {as_of_text}"
-        snapshot = lake.publish(writer, staged, docs, row, message, replace_where, stage_id)
+        snapshot = lake.publish(
+            writer, staged, schemas, docs, row, message, replace_where, stage_id
+        )
     finally:
         writer.close()
     files = sum(len(f) for f in staged.values())
