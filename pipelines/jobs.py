@@ -9,7 +9,7 @@ jobs that select the group without being listed here.
 import dagster as dg
 
 from assets.evaluation import KEY as EVALUATION_KEY
-from pipelines.lake_steps import lake_run_graph
+from pipelines.lake_steps import lake_exports_graph, lake_run_graph
 from pipelines.operations import EXPORTS_GROUP, HISTORY_GROUP, RUN_TAGS
 
 progress_job = dg.define_asset_job(
@@ -81,4 +81,14 @@ lake_job = lake_run_graph.to_job(
     description="Ingest every extract, compute the marts one piece of academy buckets per "
     "step, and publish every table to the lake in one DuckLake transaction.",
     tags={"progress/lake": "publish"},
+)
+
+# The lake's per-academy exports: the publication of the lake_job run the
+# `lake_exports_after_publication` sensor names (pinned to its snapshot), as exports_job does
+# for the file.
+lake_exports_job = lake_exports_graph.to_job(
+    name="lake_exports_job",
+    description="Export one lake publication per academy (Parquet + CSV, manifest), "
+    "atomically, read from its snapshot; launched after each successful run of lake_job.",
+    tags={"progress/exports": "write"},
 )

@@ -25,6 +25,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from assets.consume import ExportConfig, export_folder
 from assets.extracts import AUDIT_DOC, AUDIT_TABLE, ingest_into
 from assets.marts import check_bucket
 from pipelines.core import fanout, lake_run, publish
@@ -36,6 +37,7 @@ from pipelines.core.evaluation import (
     replace_as_of,
     sweep_pairs,
 )
+from pipelines.core.exports import ExportError, export_lake
 from pipelines.core.gate import PublicationBlocked, ingest_causes
 from pipelines.core.history import AS_OF_DATE, HISTORY_TABLES
 from pipelines.core.history_schemas import HISTORY_MODELS
@@ -48,6 +50,8 @@ from pipelines.pandera_checks import schema_failure
 from pipelines.resources import LakeResource, ProgressSettings
 
 BUILD = "build.duckdb"
+# the tag naming the lake_job run a lake_exports_job run exports (set by the sensor)
+PUBLISHED_BY = "progress/published_by"
 
 
 class LakeRunConfig(dg.Config):
@@ -272,3 +276,47 @@ def lake_publish(
 def lake_run_graph():
     """One lake publication: prepare -> one step per piece of buckets -> publish."""
     lake_publish(lake_prepare().map(lake_bucket).collect())
+
+
+@dg.op(tags={"kind": "parquet"})
+def lake_export(
+    context: dg.OpExecutionContext,
+    config: ExportConfig,
+    settings: ProgressSettings,
+    lake: LakeResource,
+) -> None:
+    """Export one lake publication per academy, as `progress export --backend lake` does: the
+    publication of the run named by the `progress/published_by` tag (its snapshot, pinned for
+    the whole export, even if later runs have published since), else the latest one."""
+    config_lake = lake.lake_config()
+    run_id = context.run.tags.get(PUBLISHED_BY)
+    snapshot = lake_run.run_snapshot(config_lake, run_id) if run_id else None
+    if run_id and snapshot is None:
+        raise dg.Failure(
+            description=f"run {run_id}'s publication is no longer in the lake (expired by "
+            "`progress expire`); nothing exported"
+        )
+    out = export_folder(config.out_dir, lake.warehouse)
+    try:
+        manifest = export_lake(config_lake, out, snapshot, settings.landing)
+    except ExportError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    context.log.info(f"exported {len(manifest['files'])} files of {manifest['source']} to {out}")
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=["lake", "exports"],
+            metadata={
+                "path": dg.MetadataValue.path(str(out.absolute())),
+                "source": manifest["source"],
+                "as_of": manifest["as_of"] or "",
+                "academies": dg.MetadataValue.json(manifest["academies"]),
+                "files": len(manifest["files"]),
+            },
+        )
+    )
+
+
+@dg.graph
+def lake_exports_graph():
+    """The per-academy exports of one lake publication."""
+    lake_export()

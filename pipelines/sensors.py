@@ -28,7 +28,8 @@ import dagster as dg
 from assets.history import HISTORY_TIMEZONE
 from pipelines.core.contract import TABLES
 from pipelines.core.extracts import find_files
-from pipelines.jobs import daily_job, exports_job, lake_job, progress_job
+from pipelines.jobs import daily_job, exports_job, lake_exports_job, lake_job, progress_job
+from pipelines.lake_steps import PUBLISHED_BY
 from pipelines.resources import ProgressSettings
 from pipelines.schedules import daily_run_request, on_lake
 
@@ -120,7 +121,23 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: ProgressSettin
 )
 def exports_after_publication(context: dg.RunStatusSensorContext):
     """One exports run per successful publishing run (the run_key makes it at most one)."""
+    return _exports_request(context)
+
+
+@dg.run_status_sensor(
+    name="lake_exports_after_publication",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[lake_job],
+    request_job=lake_exports_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches lake_exports_job (per-academy Parquet + CSV of that run's "
+    "publication) when a lake_job run succeeds.",
+)
+def lake_exports_after_publication(context: dg.RunStatusSensorContext):
+    """One export of each lake publication, pinned to the snapshot of the run that made it."""
+    return _exports_request(context)
+
+
+def _exports_request(context: dg.RunStatusSensorContext) -> dg.RunRequest:
     run = context.dagster_run
-    return dg.RunRequest(
-        run_key=f"exports-after-{run.run_id}", tags={"progress/published_by": run.run_id}
-    )
+    return dg.RunRequest(run_key=f"exports-after-{run.run_id}", tags={PUBLISHED_BY: run.run_id})

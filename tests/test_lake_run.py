@@ -304,3 +304,69 @@ def test_lake_history_replaces_only_its_dates_and_equals_the_file_backfill(local
     for table in history:
         assert found[table].schema == expected[table].schema, table
         assert content_hash(found[table]) == content_hash(expected[table]), table
+
+
+def test_each_lake_publication_is_exported_from_its_own_snapshot(local_lake, tmp_path, monkeypatch):
+    """The definitions' sensor asks for one lake_exports_job run per successful lake_job run;
+    that run exports the publication of the run it names, pinned to its snapshot, even when a
+    later run has published since: the same files, byte for byte, as `progress export
+    --snapshot` of that publication, and not the latest one's."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.sensors import lake_exports_after_publication
+
+    for name, value in {
+        "PROGRESS_WAREHOUSE": str(tmp_path / "build.duckdb"),
+        "PROGRESS_TIMEZONE": "Asia/Seoul",
+        "PROGRESS_EXPORTS": str(tmp_path / "exports"),
+        "PROGRESS_LAKE_CATALOG": local_lake.catalog,
+        "PROGRESS_LAKE_DATA_PATH": local_lake.data_path,
+    }.items():
+        monkeypatch.setenv(name, value)
+    instance = dg.DagsterInstance.ephemeral()
+    runs = []
+    for name, attendance in (("first", ["1000,101,online,2026-03-02 10:00"]), ("second", [])):
+        landing = landing_with(tmp_path / name, attendance=attendance)
+        monkeypatch.setenv("PROGRESS_LANDING", str(landing))
+        result = defs.resolve_job_def("lake_job").execute_in_process(instance=instance)
+        assert result.success
+        runs.append(result)
+    first = runs[0]
+    context = dg.build_run_status_sensor_context(
+        sensor_name="lake_exports_after_publication",
+        dagster_instance=instance,
+        dagster_run=first.dagster_run,
+        dagster_event=first.get_run_success_event(),
+    )
+    request = lake_exports_after_publication(context)
+    assert request.run_key == f"exports-after-{first.run_id}"
+    exported = defs.resolve_job_def("lake_exports_job").execute_in_process(
+        instance=instance, tags=request.tags
+    )
+    assert exported.success
+    manifest = json.loads((tmp_path / "exports" / "manifest.json").read_text(encoding="utf-8"))
+    kept = publications(local_lake)
+    snapshot = int(kept.filter(pl.col("run_id") == first.run_id)["snapshot_id"][0])
+    assert manifest["run_id"] == first.run_id
+    assert manifest["source"].endswith(f"(snapshot {snapshot})")
+    files = {}
+    for name, pin in (("pinned", ["--snapshot", str(snapshot)]), ("latest", [])):
+        out = tmp_path / f"cli-{name}"
+        done = runner.invoke(app, ["export", *lake_args(local_lake), *pin, "--out", str(out)])
+        assert done.exit_code == 0, done.output
+        listed = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["files"]
+        files[name] = {f["path"]: f["sha256"] for f in listed}
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == files["pinned"]
+    assert files["pinned"] != files["latest"]  # the second publication's marts differ
+
+    # a run whose publication the lake no longer keeps: the exports run fails and says so,
+    # and the last export stays as it was
+    failed = defs.resolve_job_def("lake_exports_job").execute_in_process(
+        instance=instance, tags={"progress/published_by": "no-such-run"}, raise_on_error=False
+    )
+    assert not failed.success
+    failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "no longer in the lake" in failure.step_failure_data.error.message
+    after = json.loads((tmp_path / "exports" / "manifest.json").read_text(encoding="utf-8"))
+    assert after == manifest

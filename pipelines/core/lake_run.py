@@ -166,6 +166,12 @@ def publication_snapshot(con: duckdb.DuckDBPyConnection, run_id: str) -> int | N
     return int(found["snapshot_id"][-1]) if found.height else None
 
 
+def run_snapshot(config: lake.LakeConfig, run_id: str) -> int | None:
+    """The snapshot that published run `run_id`, if still kept (read-only)."""
+    with lake.connect(config, read_only=True) as con:
+        return publication_snapshot(con, run_id)
+
+
 def staged_snapshot(config: lake.LakeConfig, stage_id: str) -> int | None:
     """The snapshot that already registered the files staged under `stage_id` (a publish
     step killed after its commit, then re-executed), if one is kept."""
