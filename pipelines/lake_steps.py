@@ -290,12 +290,16 @@ def lake_export(
     the whole export, even if later runs have published since), else the latest one."""
     config_lake = lake.lake_config()
     run_id = context.run.tags.get(PUBLISHED_BY)
-    snapshot = lake_run.run_snapshot(config_lake, run_id) if run_id else None
-    if run_id and snapshot is None:
-        raise dg.Failure(
-            description=f"run {run_id}'s publication is no longer in the lake (expired by "
-            "`progress expire`); nothing exported"
-        )
+    snapshot = None
+    if run_id:
+        published = context.instance.get_run_by_id(run_id)
+        root = (published.root_run_id or run_id) if published else run_id
+        snapshot = lake_run.run_snapshot(config_lake, run_id, root)
+        if snapshot is None:
+            raise dg.Failure(
+                description=f"run {run_id}'s publication is not in the lake (expired by "
+                "`progress expire`, or published to another lake); nothing exported"
+            )
     out = export_folder(config.out_dir, lake.warehouse)
     try:
         manifest = export_lake(config_lake, out, snapshot, settings.landing)

@@ -85,6 +85,8 @@ def test_killed_steps_leave_one_whole_publication_and_reexecution_publishes(worl
     assert trials[1].step == "lake_publish"
     assert trials[1].outcome == "new-whole" and trials[1].snapshots_added == 1, trials[1]
     final = lt.lake_state(setup.config)
+    # the re-execution published nothing itself; its exports find the snapshot of its root run
+    assert trials[1].reexecution_snapshot == final.snapshots[-1][0], trials[1]
     assert lt.whole(final) and final.comparable == world["reference"]
 
     readings = readers.readings

@@ -367,6 +367,6 @@ def test_each_lake_publication_is_exported_from_its_own_snapshot(local_lake, tmp
     )
     assert not failed.success
     failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "no longer in the lake" in failure.step_failure_data.error.message
+    assert "publication is not in the lake" in failure.step_failure_data.error.message
     after = json.loads((tmp_path / "exports" / "manifest.json").read_text(encoding="utf-8"))
     assert after == manifest

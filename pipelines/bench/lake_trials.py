@@ -281,6 +281,9 @@ class Trial:
     reexecuted: bool = False
     reexecution_ok: bool = False
     reexecution_seconds: float | None = None
+    # the snapshot the re-execution's exports would read (lake_run.run_snapshot, as
+    # lake_exports_job finds it); None when not re-executed or not found
+    reexecution_snapshot: int | None = None
     final_equal_reference: bool = False
     snapshots_added: int = 0
     run_seconds: float = 0.0
@@ -356,6 +359,9 @@ def kill_trial(
         final = lake_state(setup.config)
         trial.reexecution_ok = again.success
         trial.final_equal_reference = whole(final) and final.comparable == reference
+        trial.reexecution_snapshot = lake_run.run_snapshot(
+            setup.config, again.run_id, result.run_id
+        )
         if not again.success:
             trial.note = "re-execution failed: " + _first_error(again)
         elif final.run_id == result.run_id:

@@ -166,10 +166,14 @@ def publication_snapshot(con: duckdb.DuckDBPyConnection, run_id: str) -> int | N
     return int(found["snapshot_id"][-1]) if found.height else None
 
 
-def run_snapshot(config: lake.LakeConfig, run_id: str) -> int | None:
-    """The snapshot that published run `run_id`, if still kept (read-only)."""
+def run_snapshot(config: lake.LakeConfig, run_id: str, stage_id: str | None = None) -> int | None:
+    """The snapshot that published run `run_id`, or the files staged under `stage_id` (the
+    root run id: a re-executed publish step that found its files already committed publishes
+    nothing itself), if still kept (read-only)."""
     with lake.connect(config, read_only=True) as con:
-        return publication_snapshot(con, run_id)
+        kept = lake.snapshots(con)
+    found = kept.filter((pl.col("run_id") == run_id) | (pl.col("stage_id") == (stage_id or run_id)))
+    return int(found["snapshot_id"][-1]) if found.height else None
 
 
 def staged_snapshot(config: lake.LakeConfig, stage_id: str) -> int | None:
