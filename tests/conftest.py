@@ -69,6 +69,19 @@ def landing_with(tmp_path: Path, **extra: list[str]) -> Path:
     return write_landing(tmp_path / "landing", rows)
 
 
+def sensor_request(sensor, instance, published):
+    """What run-status `sensor` asks for after the successful in-process run `published`."""
+    import dagster as dg
+
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=published.dagster_run,
+        dagster_event=published.get_run_success_event(),
+    )
+    return sensor(context)
+
+
 def marts_for(
     landing: Path, as_of: datetime = AS_OF, thresholds: RiskThresholds | None = None
 ) -> dict[str, pl.DataFrame]:

@@ -32,7 +32,7 @@ from pipelines.core.exports import EXPORTED, LABELS, ExportError, export_warehou
 from pipelines.core.views import VIEWS, create_views, view_query
 from pipelines.resources import ProgressSettings, WarehouseReader, WarehouseResource
 from pipelines.runner import run_pipeline
-from tests.conftest import landing_with, write_landing
+from tests.conftest import landing_with, sensor_request, write_landing
 from tests.test_dagster import EVENTS
 
 AS_OF = "2026-11-25 12:00:00"
@@ -727,13 +727,7 @@ def test_exports_job_follows_each_successful_publication(tmp_path, monkeypatch):
     published = defs.resolve_job_def("progress_job").execute_in_process(instance=instance)
     assert published.success
     assert not (tmp_path / "exports").exists()  # the publication does not wait for exports
-    context = dg.build_run_status_sensor_context(
-        sensor_name="exports_after_publication",
-        dagster_instance=instance,
-        dagster_run=published.dagster_run,
-        dagster_event=published.get_run_success_event(),
-    )
-    request = exports_after_publication(context)
+    request = sensor_request(exports_after_publication, instance, published)
     assert request.run_key == f"exports-after-{published.run_id}"
     exported = defs.resolve_job_def("exports_job").execute_in_process(
         instance=instance, tags=request.tags

@@ -26,7 +26,7 @@ from pipelines.core.views import VIEWS
 from pipelines.core.warehouse import read_table
 from pipelines.exit_codes import ExitCode
 from pipelines.generate import generate_extracts
-from tests.conftest import landing_with
+from tests.conftest import landing_with, sensor_request
 
 runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -333,13 +333,7 @@ def test_each_lake_publication_is_exported_from_its_own_snapshot(local_lake, tmp
         assert result.success
         runs.append(result)
     first = runs[0]
-    context = dg.build_run_status_sensor_context(
-        sensor_name="lake_exports_after_publication",
-        dagster_instance=instance,
-        dagster_run=first.dagster_run,
-        dagster_event=first.get_run_success_event(),
-    )
-    request = lake_exports_after_publication(context)
+    request = sensor_request(lake_exports_after_publication, instance, first)
     assert request.run_key == f"exports-after-{first.run_id}"
     exported = defs.resolve_job_def("lake_exports_job").execute_in_process(
         instance=instance, tags=request.tags
