@@ -325,13 +325,13 @@ def run_lake(
         report = RunReport(run_id=result.run_id, as_of=instant)
         report.alerts = result.output_for_node("lake_publish")["alerts"]
     from pipelines.core.lake import connect
-    from pipelines.core.lake_run import publication_snapshot
+    from pipelines.core.lake_run import snapshot_of
     from pipelines.resources import LakeResource
 
     with contextlib.suppress(OSError):  # the builds folder, once no run's build is in it
         LakeResource(path=str(warehouse)).build_dir("x").parent.rmdir()
     with connect(lake, read_only=True) as con:
-        report.snapshot = publication_snapshot(con, report.run_id)
+        report.snapshot = snapshot_of(con, report.run_id)
     with connect(lake, snapshot=report.snapshot) as con:
         _summarize(report, con)
     return report

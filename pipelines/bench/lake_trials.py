@@ -221,7 +221,7 @@ def _wait_published(config: lake.LakeConfig, run_id: str, done: threading.Event)
     """Poll the lake until run `run_id`'s publication shows (or the run ended)."""
     with lake.connect(config, read_only=True) as con:
         while True:
-            if lake_run.publication_snapshot(con, run_id) is not None:
+            if lake_run.snapshot_of(con, run_id) is not None:
                 return True
             if done.is_set():
                 return False

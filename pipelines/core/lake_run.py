@@ -160,25 +160,30 @@ def register(
     return LakePublication(snapshot, run_id, files, rows, hashes)
 
 
-def publication_snapshot(con: duckdb.DuckDBPyConnection, run_id: str) -> int | None:
-    """The snapshot that published run `run_id`, if still kept."""
-    found = lake.snapshots(con).filter(pl.col("run_id") == run_id)
+def snapshot_of(
+    con: duckdb.DuckDBPyConnection, run_id: str | None = None, stage_id: str | None = None
+) -> int | None:
+    """The last kept snapshot that published run `run_id`, or that registered the files staged
+    under `stage_id` (the root run id: a publish step re-executed after its commit publishes
+    nothing itself); None when none is kept."""
+    kept = lake.snapshots(con)
+    found = kept.filter(
+        pl.any_horizontal(
+            [pl.col(c) == v for c, v in (("run_id", run_id), ("stage_id", stage_id)) if v]
+            or [pl.lit(False)]
+        )
+    )
     return int(found["snapshot_id"][-1]) if found.height else None
 
 
 def run_snapshot(config: lake.LakeConfig, run_id: str, stage_id: str | None = None) -> int | None:
-    """The snapshot that published run `run_id`, or the files staged under `stage_id` (the
-    root run id: a re-executed publish step that found its files already committed publishes
-    nothing itself), if still kept (read-only)."""
+    """`snapshot_of` run `run_id` or staging `stage_id` (default: the run's own id), read-only."""
     with lake.connect(config, read_only=True) as con:
-        kept = lake.snapshots(con)
-    found = kept.filter((pl.col("run_id") == run_id) | (pl.col("stage_id") == (stage_id or run_id)))
-    return int(found["snapshot_id"][-1]) if found.height else None
+        return snapshot_of(con, run_id, stage_id or run_id)
 
 
 def staged_snapshot(config: lake.LakeConfig, stage_id: str) -> int | None:
-    """The snapshot that already registered the files staged under `stage_id` (a publish
-    step killed after its commit, then re-executed), if one is kept."""
+    """`snapshot_of` staging `stage_id` (a publish step killed after its commit, then
+    re-executed)."""
     with lake.connect(config) as con:  # not read-only: a first publication creates the lake
-        found = lake.snapshots(con).filter(pl.col("stage_id") == stage_id)
-    return int(found["snapshot_id"][-1]) if found.height else None
+        return snapshot_of(con, stage_id=stage_id)
